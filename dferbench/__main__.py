@@ -1,0 +1,3 @@
+from dferbench.cli import main
+
+main()

@@ -1,0 +1,132 @@
+"""The ``dferbench`` command line. Click code only: each command calls dferbench.api."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from dferbench import __version__
+from dferbench.errors import DferbenchError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _ints(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers like 1,2,3, got {text!r}") from None
+
+
+class _Group(click.Group):
+    """Turns DferbenchError into one clear line and exit status 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except DferbenchError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group, context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="dferbench")
+def cli() -> None:
+    """Benchmark dynamic facial expression recognition with vision-language models.
+
+    \b
+    Typical session:
+      dferbench list models                       what can run
+      dferbench run --model zeroshot-clip --dataset synthetic
+      dferbench run --model dferclip --dataset mafw --set data.root=/data/MAFW
+      dferbench leaderboard                       Markdown tables from results/
+    Each (model, dataset, fold, seed) unit writes results/<dataset>/<run>/foldK-seedS.json;
+    a rerun skips finished units, so an interrupted run resumes where it stopped.
+    """
+
+
+@cli.command()
+@click.option("--model", "-m", required=True, help="Model name (see `dferbench list models`), or `all`.")
+@click.option("--dataset", "-d", required=True, help="Dataset name (see `dferbench list datasets`).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file overriding the preset.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override one setting, e.g. --set train.epochs=5 (repeatable).")
+@click.option("--folds", help="Comma-separated folds to run (default: every fold).")
+@click.option("--seeds", help="Comma-separated seeds (default: the preset's).")
+@click.option("--output", "-o", default="results", show_default=True, type=click.Path(file_okay=False),
+              help="Directory for result files.")
+@click.option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available).")
+@click.option("--rerun", is_flag=True, help="Run units again even when their result exists.")
+@click.option("--leaderboard/--no-leaderboard", "show", default=True, help="Print the leaderboard at the end.")
+def run(model, dataset, config_file, overrides, folds, seeds, output, device, rerun, show) -> None:
+    """Train (if the model trains) and evaluate MODEL on DATASET, fold by fold.
+
+    \b
+    Settings come from the model's preset for the dataset, then --config, then --set.
+    Example: dferbench run -m dferclip -d synthetic --folds 1 --set train.epochs=2
+    """
+    from dferbench import api, leaderboard
+
+    api.run(model, dataset, config=config_file, overrides=overrides, folds=_ints(folds), seeds=_ints(seeds),
+            output=output, device=device, skip_existing=not rerun, echo=lambda m: click.echo(m, err=True))
+    if show:
+        click.echo(leaderboard.render(dataset, Path(output))[0])
+
+
+@cli.command(name="leaderboard")
+@click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False),
+              help="Directory of result files.")
+@click.option("--out", default="leaderboards", show_default=True, type=click.Path(file_okay=False),
+              help="Where <dataset>.md and the confusion-matrix PNGs go.")
+@click.option("--dataset", "datasets", multiple=True, help="Only these datasets (default: all with results).")
+@click.option("--check", is_flag=True, help="Exit 1 if a committed leaderboard differs from the results.")
+def leaderboard_cmd(results, out, datasets, check) -> None:
+    """Build Markdown leaderboards from result files only (no model is run)."""
+    from dferbench import api
+
+    paths = api.leaderboard(results, out, list(datasets) or None, check=check)
+    if check:
+        if paths:
+            click.echo("stale leaderboards (regenerate with `dferbench leaderboard`): " + ", ".join(paths), err=True)
+            sys.exit(1)
+        click.echo("leaderboards are up to date")
+        return
+    for p in paths:
+        click.echo(f"wrote {p}")
+
+
+@cli.command(name="plugins")
+def plugins_cmd() -> None:
+    """List loaded plugins, their versions and the hooks they implement."""
+    from tabulate import tabulate
+
+    from dferbench import plugins
+
+    rows = [[p["name"], p["version"], ", ".join(p["hooks"])] for p in plugins.plugin_table()]
+    click.echo(tabulate(rows, headers=["plugin", "version", "hooks"]))
+    for failure in plugins.load_failures:
+        click.echo(f"failed: {failure}", err=True)
+
+
+@cli.command(name="list")
+@click.argument("what", type=click.Choice(["models", "datasets", "prompts"]))
+def list_cmd(what) -> None:
+    """List registered models, datasets or prompt text sets with one-line descriptions."""
+    from tabulate import tabulate
+
+    from dferbench import plugins
+
+    registry = {"models": plugins.models, "datasets": plugins.datasets, "prompts": plugins.prompts}[what]()
+    rows = [[name, reg.plugin, reg.description] for name, reg in sorted(registry.items())]
+    click.echo(tabulate(rows, headers=["name", "plugin", "description"]))
+
+
+def main() -> None:
+    cli(prog_name="dferbench")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""The plugin contract: every hook dferbench calls, in the order a run needs them.
+
+A plugin is any module or object with functions marked ``@dferbench.hookimpl`` whose
+names match the specs below. Built-in datasets, models and text sets are plugins too,
+loaded through the same ``dferbench`` entry-point group as third-party packages.
+
+Each ``register`` hook receives a callback owned by the core: call it once per thing
+you offer (zero or more times) and return None. The core validates names and rejects
+duplicates, so a plugin never touches module-level registries.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+
+import pluggy
+
+if TYPE_CHECKING:
+    from dferbench.data.records import DFERDataset
+    from dferbench.method import Method, ModelContext
+
+hookspec = pluggy.HookspecMarker("dferbench")
+hookimpl = pluggy.HookimplMarker("dferbench")
+
+DatasetFactory = Callable[[Mapping[str, Any]], "DFERDataset"]
+ModelFactory = Callable[["ModelContext"], "Method"]
+
+
+class RegisterDataset(Protocol):
+    def __call__(
+        self,
+        name: str,
+        factory: DatasetFactory,
+        *,
+        description: str = "",
+        options: Mapping[str, Any] | None = None,
+    ) -> None: ...
+
+
+class RegisterModel(Protocol):
+    def __call__(
+        self,
+        name: str,
+        factory: ModelFactory,
+        *,
+        description: str = "",
+        options: Mapping[str, Any] | None = None,
+        presets: Mapping[str, str | Mapping[str, Any]] | None = None,
+        family: str = "",
+        temporal: bool = False,
+    ) -> None: ...
+
+
+class RegisterPrompts(Protocol):
+    def __call__(
+        self,
+        name: str,
+        texts: Callable[[list[str]], list[list[str]]],
+        *,
+        description: str = "",
+    ) -> None: ...
+
+
+@hookspec
+def dferbench_register_datasets(register: RegisterDataset) -> None:
+    """Offer datasets. Runs once per process, the first time the dataset registry is read.
+
+    Call ``register(name, factory, description=..., options=...)`` once per dataset.
+    ``options`` maps each option the dataset understands to its default (for example
+    ``{"root": ""}``); the defaults join the run's ``[data]`` config section, their
+    types are enforced on ``--set data.KEY=VALUE``. ``factory(options)`` receives the
+    whole effective ``[data]`` section and returns a
+    :class:`dferbench.data.records.DFERDataset`. Import heavy libraries inside the
+    factory, not at module level.
+    """
+
+
+@hookspec
+def dferbench_register_models(register: RegisterModel) -> None:
+    """Offer models (methods). Runs once per process, the first time the model registry is read.
+
+    Call ``register(name, factory, description=..., options=..., presets=..., family=...,
+    temporal=...)`` once per model.
+
+    - ``options``: the model's own settings and their defaults (the ``[model]`` config
+      section). Types are enforced on ``--set model.KEY=VALUE``.
+    - ``presets``: per dataset name (or ``"default"``), a TOML file path or a dict that
+      overrides any config section (``model``, ``train``, ``data``, ``protocol``) with
+      the published settings for that dataset.
+    - ``family``: ``"classifier-based"`` or ``"text-based"`` (leaderboard column);
+      ``temporal``: whether the method models time (leaderboard column).
+
+    ``factory(ctx)`` receives a :class:`dferbench.method.ModelContext` (class names,
+    effective config, device, seed, output directory) and returns a
+    :class:`dferbench.method.Method`, an object with ``fit(train, monitor)`` and
+    ``predict(clips)``.
+    """
+
+
+@hookspec
+def dferbench_register_prompts(register: RegisterPrompts) -> None:
+    """Offer text sets: what a text-based model reads for each class.
+
+    Call ``register(name, texts, description=...)`` once per text set.
+    ``texts(class_names)`` returns, for each class in order, a non-empty list of
+    sentences (one sentence for a single prompt; several form a template ensemble that
+    zero-shot models average). Raise ``KeyError`` naming the class when the text set
+    has nothing for one of them.
+    """

@@ -1,0 +1,72 @@
+"""The contract between the harness and a model plugin.
+
+A model factory receives a :class:`ModelContext` and returns a :class:`Method`. The
+harness then calls ``fit`` once with the training clips of one fold (methods that do
+not train return at once) and ``predict`` once with the test clips.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from dferbench.data.loader import ClipSet
+
+
+@dataclass
+class ModelContext:
+    """Everything a model factory may need to build a method for one unit."""
+
+    model: str
+    dataset: str
+    classes: list[str]
+    config: dict[str, dict[str, Any]]
+    device: str
+    seed: int
+    workdir: Path
+    texts: Callable[[str, list[str]], list[list[str]]]
+    progress: bool = False
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The ``[model]`` section: this model's own settings."""
+        return self.config["model"]
+
+    @property
+    def train(self) -> dict[str, Any]:
+        return self.config["train"]
+
+
+@dataclass
+class Monitor:
+    """What a training method reports and how its checkpoint is selected.
+
+    With ``selection == "best_on_test"`` the harness passes the test clips as
+    ``test_clips``: the method evaluates after each epoch and keeps the weights of the
+    epoch with the best test WAR (the paper's protocol). With ``last_epoch`` it keeps
+    the final weights and never sees the test clips while training.
+    """
+
+    selection: str
+    test_clips: ClipSet | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    progress: bool = False
+
+    def log(self, **row: Any) -> None:
+        self.history.append(row)
+
+
+class Method(Protocol):
+    """A DFER method: trains on clips (or not) and scores clips per class."""
+
+    def fit(self, train: ClipSet, monitor: Monitor) -> dict[str, Any]:
+        """Train on ``train``; return facts to record (e.g. the chosen C, epochs run)."""
+        ...
+
+    def predict(self, clips: ClipSet) -> np.ndarray:
+        """Return float logits ``[len(clips), n_classes]`` in the order of ``clips``."""
+        ...

@@ -1,0 +1,157 @@
+"""CLIP backbones for dferbench, built with open_clip.
+
+DFER-CLIP (Zhao & Patras, BMVC 2023) uses OpenAI's CLIP ViT-B/32, which open_clip names
+``ViT-B-32-quickgelu`` with pretrained tag ``openai``. This module wraps
+``open_clip.create_model`` so that
+
+* ``pretrained`` is ``None`` (random init), an open_clip tag, or a local weights file,
+  with a clear error when it is none of these (a typo must not silently give a random
+  model);
+* dferbench's own tiny architectures (``configs/*.json``) are registered with open_clip on
+  import, so tests and smoke runs never need downloaded weights.
+
+Models are built in fp32 (the authors load CLIP on CPU, hence fp32 everywhere) and
+returned in eval mode; a training loop switches modes itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import open_clip
+import torch
+from torch import nn
+
+__all__ = [
+    "CONFIG_DIR",
+    "DFERBENCH_MODEL_CONFIGS",
+    "register_model_configs",
+    "create_clip",
+    "build_clip_from_config",
+    "clip_input_size",
+]
+
+logger = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+"""Folder of dferbench's open_clip model configs (one JSON file per architecture)."""
+
+DFERBENCH_MODEL_CONFIGS: tuple[str, ...] = ("dferbench-test-tiny", "dferbench-tiny")
+"""Architectures shipped in :data:`CONFIG_DIR` (file stem = open_clip model name)."""
+
+
+def register_model_configs() -> list[str]:
+    """Register every ``configs/*.json`` with ``open_clip.add_model_config``.
+
+    Idempotent: a config that open_clip already knows with identical content is skipped,
+    so repeated calls (or module reloads) never grow open_clip's search path. A name that
+    open_clip knows with *different* content is an error rather than a silent override.
+    Returns the names newly registered by this call.
+    """
+    added = []
+    for path in sorted(CONFIG_DIR.glob("*.json")):
+        with open(path, encoding="utf-8") as f:
+            cfg = json.load(f)
+        known = open_clip.get_model_config(path.stem)
+        if known is not None:
+            if known != cfg:
+                raise RuntimeError(
+                    f"open_clip already has a different model config named {path.stem!r}; "
+                    f"refusing to override it with {path}"
+                )
+            continue
+        open_clip.add_model_config(path)
+        added.append(path.stem)
+    return added
+
+
+register_model_configs()
+
+
+def _resolve_pretrained(model_name: str, pretrained: str | os.PathLike | None) -> str | None:
+    """Return what to pass to open_clip as ``pretrained``: None, a known tag or a file."""
+    if pretrained is None:
+        return None
+    pretrained = os.fspath(pretrained)
+    tags = open_clip.list_pretrained_tags_by_model(model_name)
+    if pretrained in tags:
+        return pretrained
+    if os.path.isfile(pretrained):
+        return pretrained
+    known = ", ".join(tags) if tags else "none"
+    raise FileNotFoundError(
+        f"pretrained weights for {model_name!r} not found: {pretrained!r} is neither an existing "
+        f"file (checked {os.path.abspath(pretrained)!r}) nor an open_clip pretrained tag of this "
+        f"model (known tags: {known}). Pass pretrained=None for a randomly initialised model."
+    )
+
+
+def create_clip(
+    model_name: str,
+    pretrained: str | os.PathLike | None,
+    *,
+    device: str | torch.device = "cpu",
+) -> tuple[open_clip.CLIP, Any]:
+    """Build an open_clip CLIP model and its tokenizer.
+
+    Args:
+        model_name: an open_clip architecture name, e.g. ``"ViT-B-32-quickgelu"`` (the
+            DFER-CLIP backbone) or one of :data:`DFERBENCH_MODEL_CONFIGS`.
+        pretrained: ``None`` for random init, an open_clip tag such as ``"openai"``, or a
+            path to a local weights file (loaded by open_clip, strictly).
+        device: where to put the model.
+
+    Returns:
+        ``(model, tokenizer)``: the fp32 model in eval mode and open_clip's tokenizer for
+        that architecture (OpenAI BPE for CLIP models: SOT 49406, EOT 49407, 77 tokens).
+    """
+    if open_clip.get_model_config(model_name) is None:
+        raise ValueError(
+            f"unknown open_clip model {model_name!r}; known: {', '.join(open_clip.list_models())}"
+        )
+    resolved = _resolve_pretrained(model_name, pretrained)
+    model = open_clip.create_model(model_name, pretrained=resolved, precision="fp32", device=device)
+    model.eval()
+    tokenizer = open_clip.get_tokenizer(model_name)
+    logger.info("built CLIP %s (pretrained=%s) on %s", model_name, resolved, device)
+    return model, tokenizer
+
+
+def build_clip_from_config(
+    cfg: dict[str, Any], *, device: str | torch.device = "cpu"
+) -> open_clip.CLIP:
+    """Build a randomly initialised fp32 CLIP from an open_clip config dict.
+
+    ``cfg`` has the layout of open_clip's model JSON files: ``embed_dim``, ``vision_cfg``,
+    ``text_cfg`` and optionally ``quick_gelu``. Returned in eval mode.
+    """
+    cfg = dict(cfg)
+    model = open_clip.CLIP(
+        embed_dim=cfg.pop("embed_dim"),
+        vision_cfg=dict(cfg.pop("vision_cfg")),
+        text_cfg=dict(cfg.pop("text_cfg")),
+        quick_gelu=cfg.pop("quick_gelu", False),
+        **cfg,
+    )
+    return model.to(device).eval()
+
+
+def clip_input_size(model: nn.Module) -> int:
+    """Side length in pixels of the square images ``model`` expects.
+
+    Accepts a CLIP model (uses ``model.visual``) or a vision tower directly.
+    """
+    visual = getattr(model, "visual", model)
+    size = getattr(visual, "image_size", None)
+    if size is None:
+        raise ValueError(f"{type(visual).__name__} has no image_size attribute")
+    if isinstance(size, int):
+        return size
+    height, width = size
+    if height != width:
+        raise ValueError(f"non-square input size {height}x{width} is not supported")
+    return int(height)

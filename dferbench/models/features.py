@@ -1,0 +1,71 @@
+"""Frozen CLIP features per clip, cached on disk.
+
+Methods whose image encoder is frozen (zero-shot, linear probe, CoOp at test time) see
+the same frames for every prompt variant, fold and seed. Per-frame features are cached
+under a key made of the encoder's weights (a content hash), the clips, the frame
+sampling, the resolution and the normalisation: change any of them and the key changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from dferbench.data.loader import ClipSet
+from dferbench.progress import progress
+
+encoder_calls = 0  # batches pushed through an image encoder; tests read it
+
+
+def weights_digest(module: nn.Module) -> str:
+    """A content hash of a module's parameters and buffers (names, shapes, values)."""
+    h = hashlib.blake2b(digest_size=16)
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+@torch.no_grad()
+def encode_frames(visual: nn.Module, clips: ClipSet, *, batch_size: int, device: str,
+                  enabled_progress: bool | None = None) -> np.ndarray:
+    """Per-frame image features ``[N, T, D]`` (not normalised), test-time sampling."""
+    global encoder_calls
+    visual.eval().to(device)
+    out = []
+    batches = clips.loader(train=False, batch_size=batch_size)
+    for video, _, _ in progress(batches, desc="encode frames", total=len(batches), enabled=enabled_progress):
+        b, t = video.shape[:2]
+        feats = visual(video.flatten(0, 1).to(device))  # [B*T, D]
+        encoder_calls += 1
+        out.append(feats.float().reshape(b, t, -1).cpu().numpy())
+    return np.concatenate(out)
+
+
+def cached_frame_features(visual: nn.Module, clips: ClipSet, *, cache_dir: Path | None, batch_size: int,
+                          device: str, weights_id: str | None = None,
+                          enabled_progress: bool | None = None) -> np.ndarray:
+    """:func:`encode_frames`, read from ``cache_dir`` when the same key was computed before."""
+    if cache_dir is None:
+        return encode_frames(visual, clips, batch_size=batch_size, device=device, enabled_progress=enabled_progress)
+    key = f"{weights_id or weights_digest(visual)}-{clips.fingerprint()}"
+    path = Path(cache_dir) / f"{key}.npy"
+    if path.exists():
+        return np.load(path)
+    feats = encode_frames(visual, clips, batch_size=batch_size, device=device, enabled_progress=enabled_progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, feats)
+    tmp.replace(path)
+    return feats
+
+
+def video_features(frame_features: np.ndarray) -> np.ndarray:
+    """Video features ``[N, D]``: the mean of the frame features, L2-normalised."""
+    mean = frame_features.mean(axis=1)
+    return mean / np.linalg.norm(mean, axis=1, keepdims=True).clip(min=1e-12)

@@ -1,0 +1,106 @@
+"""Result files: one JSON per unit plus its per-clip predictions, written atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class UnitKey:
+    """One unit of work: a model variant on one fold of a dataset with one seed."""
+
+    run_name: str
+    dataset: str
+    fold: int
+    seed: int
+
+    def path(self, output: Path) -> Path:
+        slug = re.sub(r"[^A-Za-z0-9._+-]+", "-", self.run_name).strip("-")
+        return Path(output) / self.dataset / slug / f"fold{self.fold}-seed{self.seed}.json"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` so that ``path`` is either absent, old, or complete, never partial."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def predictions_csv(clip_ids: list[str], labels: np.ndarray, logits: np.ndarray, classes: list[str]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["clip_id", "label", "prediction", *[f"logit_{c}" for c in classes]])
+    for clip_id, label, row in zip(clip_ids, labels, logits):
+        writer.writerow([clip_id, int(label), int(row.argmax()), *[f"{v:.6g}" for v in row]])
+    return out.getvalue()
+
+
+def save_unit(path: Path, result: dict[str, Any], predictions: str) -> None:
+    """Predictions first, the JSON last: a JSON on disk means the unit is complete."""
+    write_atomic(path.with_suffix(".predictions.csv"), predictions)
+    write_atomic(path, json.dumps(result, indent=1, sort_keys=False) + "\n")
+
+
+def load_result(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def iter_results(root: Path, dataset: str | None = None) -> Iterator[dict[str, Any]]:
+    base = Path(root) / dataset if dataset else Path(root)
+    for path in sorted(base.rglob("fold*-seed*.json")):
+        result = load_result(path)
+        if result and result.get("schema") == SCHEMA_VERSION:
+            result["_path"] = str(path)
+            yield result
+
+
+@cache
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for dist in ("dferbench", "torch", "open_clip_torch", "numpy", "scikit-learn"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            found[dist] = "not installed"
+    return found
+
+
+@cache
+def git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if commit.returncode != 0:
+        return None
+    return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")

@@ -1,0 +1,171 @@
+"""Running units: build the effective config, then train and evaluate each
+(model, dataset, fold, seed), skipping units whose result already exists."""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from dferbench import config as cfg
+from dferbench import plugins
+from dferbench.errors import DferbenchError
+from dferbench.results import SCHEMA_VERSION, UnitKey, git_commit, load_result, predictions_csv, save_unit, versions
+
+
+@dataclass
+class RunPlan:
+    """A model on a dataset with its validated config, ready to run unit by unit."""
+
+    model: plugins.Registered
+    dataset_name: str
+    config: cfg.Config
+    preset: cfg.Config
+    run_name: str
+
+    @property
+    def hash(self) -> str:
+        return cfg.config_hash(self.config)
+
+
+def _preset_layer(model: plugins.Registered, dataset: str) -> Mapping[str, Any]:
+    presets = model.extra.get("presets") or {}
+    preset = presets.get(dataset, presets.get("default", {}))
+    if isinstance(preset, (str, Path)):
+        return cfg.read_toml(preset)
+    return preset
+
+
+def defaults_for(model: plugins.Registered, dataset: plugins.Registered) -> cfg.Config:
+    base = copy.deepcopy(cfg.CORE_DEFAULTS)
+    base["data"].update(dataset.options)
+    base["model"].update(model.options)
+    return base
+
+
+def plan(model_name: str, dataset_name: str, *, config_file: str | Path | None = None,
+         overrides: list[str] | tuple[str, ...] = (), folds: list[int] | None = None,
+         seeds: list[int] | None = None, device: str | None = None) -> RunPlan:
+    """Validate names and settings; raise :class:`DferbenchError` before any work."""
+    model = plugins.get("model", model_name)
+    dataset = plugins.get("dataset", dataset_name)
+    preset = cfg.merge(defaults_for(model, dataset), _preset_layer(model, dataset_name),
+                       f"preset of model {model_name!r} for {dataset_name!r}")
+    config = preset
+    if config_file:
+        config = cfg.merge(config, cfg.read_toml(config_file), str(config_file))
+    config = cfg.apply_overrides(config, list(overrides))
+    if folds:
+        config["protocol"]["folds"] = list(folds)
+    if seeds:
+        config["protocol"]["seeds"] = list(seeds)
+    if device:
+        config["train"]["device"] = device
+    cfg.validate(config)
+    variant = cfg.variant_label(config, preset)
+    run_name = f"{model_name}[{variant}]" if variant else model_name
+    return RunPlan(model, dataset_name, config, preset, run_name)
+
+
+def text_lookup(name: str, classes: list[str]) -> list[list[str]]:
+    """The sentences of text set ``name`` for each class, checked."""
+    texts = plugins.get("text set", name).target(list(classes))
+    if len(texts) != len(classes) or not all(isinstance(t, list) and t for t in texts):
+        raise DferbenchError(f"text set {name!r} must return a non-empty list of sentences for each of {classes}")
+    return texts
+
+
+def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[str], None] = print,
+             progress: bool | None = None, skip_existing: bool = True) -> list[dict[str, Any]]:
+    """Run every (fold, seed) unit of ``run``; return the result dicts (new and resumed)."""
+    from dferbench.data.loader import ClipSet
+    from dferbench.engine import resolve_device, seed_everything
+    from dferbench.method import ModelContext, Monitor
+    from dferbench.metrics import compute_metrics
+    from dferbench.progress import progress_enabled
+
+    progress = progress_enabled() if progress is None else progress
+    config = run.config
+    dataset_reg = plugins.get("dataset", run.dataset_name)
+    dataset = dataset_reg.target(dict(config["data"]))
+    folds = config["protocol"]["folds"] or dataset.folds
+    missing = [f for f in folds if f not in dataset.splits]
+    if missing:
+        raise DferbenchError(f"dataset {run.dataset_name!r} has no fold {missing[0]}; valid folds: {dataset.folds}")
+    device = resolve_device(config["train"]["device"])
+    data = config["data"]
+    augmentation = dataset.augmentation if data["augmentation"] == "auto" else data["augmentation"]
+    results = []
+    for fold in folds:
+        for seed in config["protocol"]["seeds"]:
+            key = UnitKey(run.run_name, run.dataset_name, fold, seed)
+            path = key.path(Path(output))
+            existing = load_result(path) if skip_existing else None
+            if existing and existing.get("config_hash") == run.hash:
+                echo(f"skip  {run.run_name} on {run.dataset_name} fold {fold} seed {seed}: result exists ({path})")
+                results.append(existing)
+                continue
+            echo(f"run   {run.run_name} on {run.dataset_name} fold {fold} seed {seed}")
+            start = time.perf_counter()
+            seed_everything(seed)
+
+            def clipset(split: str) -> ClipSet:
+                return ClipSet(run.dataset_name, dataset.split(fold, split), dataset.reader,
+                               num_frames=data["num_frames"], image_size=data["image_size"],
+                               normalize=data["normalize"], augmentation=augmentation, workers=data["workers"])
+
+            train, test = clipset("train"), clipset("test")
+            workdir = Path(output) / ".work" / run.dataset_name
+            ctx = ModelContext(model=run.model.name, dataset=run.dataset_name, classes=list(dataset.classes),
+                               config=copy.deepcopy(config), device=device, seed=seed, workdir=workdir,
+                               texts=text_lookup, progress=progress)
+            method = run.model.target(ctx)
+            selection = config["protocol"]["selection"]
+            monitor = Monitor(selection, test_clips=test if selection == "best_on_test" else None, progress=progress)
+            fit_info = method.fit(train, monitor) or {}
+            logits = method.predict(test)
+            metrics = compute_metrics(test.labels, logits)
+            result = {
+                "schema": SCHEMA_VERSION,
+                "run_name": run.run_name,
+                "model": run.model.name,
+                "variant": cfg.variant_label(config, run.preset),
+                "dataset": run.dataset_name,
+                "fold": fold,
+                "seed": seed,
+                "uar": round(metrics["uar"], 4),
+                "war": round(metrics["war"], 4),
+                "per_class_recall": metrics["per_class_recall"],
+                "confusion": metrics["confusion"],
+                "classes": list(dataset.classes),
+                "n_train": len(train),
+                "n_test": len(test),
+                "selection": selection,
+                "num_frames": data["num_frames"],
+                "image_size": data["image_size"],
+                "normalize": data["normalize"],
+                "augmentation": augmentation,
+                "family": run.model.extra.get("family", ""),
+                "temporal": bool(run.model.extra.get("temporal", False)),
+                "config_hash": run.hash,
+                "config": config,
+                "fit": fit_info,
+                "history": monitor.history,
+                "dataset_notes": dict(dataset.notes),
+                "plugins": {"model": run.model.plugin, "dataset": dataset_reg.plugin,
+                            "versions": dict(plugins.plugin_versions)},
+                "versions": versions(),
+                "git_commit": git_commit(),
+                "device": device,
+                "wall_seconds": round(time.perf_counter() - start, 2),
+                "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
+            preds = predictions_csv([r.clip_id for r in test.records], test.labels, logits, list(dataset.classes))
+            save_unit(path, result, preds)
+            echo(f"done  {run.run_name} fold {fold} seed {seed}: UAR {result['uar']:.2f}  WAR {result['war']:.2f}"
+                 f"  ({result['wall_seconds']:.1f}s)")
+            results.append(result)
+    return results

@@ -23,6 +23,7 @@ class ModelContext:
 
     model: str
     dataset: str
+    fold: int
     classes: list[str]
     config: dict[str, dict[str, Any]]
     device: str

@@ -119,7 +119,7 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
 
             train, test = clipset("train"), clipset("test")
             workdir = Path(output) / ".work" / run.dataset_name
-            ctx = ModelContext(model=run.model.name, dataset=run.dataset_name, classes=list(dataset.classes),
+            ctx = ModelContext(model=run.model.name, dataset=run.dataset_name, fold=fold, classes=list(dataset.classes),
                                config=copy.deepcopy(config), device=device, seed=seed, workdir=workdir,
                                texts=text_lookup, progress=progress)
             method = run.model.target(ctx)

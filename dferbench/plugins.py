@@ -97,7 +97,7 @@ class Registered:
 def _collect(kind: str, hook: Callable[..., Any]) -> dict[str, Registered]:
     load_plugins()
     found: dict[str, Registered] = {}
-    for impl in reversed(hook.get_hookimpls()):  # registration order, built-ins first
+    for impl in hook.get_hookimpls():  # registration order: built-ins first
 
         def register(name: str, target: Callable[..., Any], *, description: str = "",
                      options: Mapping[str, Any] | None = None, **extra: Any) -> None:

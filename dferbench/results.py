@@ -23,15 +23,19 @@ SCHEMA_VERSION = 1
 
 @dataclass(frozen=True)
 class UnitKey:
-    """One unit of work: a model variant on one fold of a dataset with one seed."""
+    """One unit of work: a model variant on one fold of a dataset with one seed, under
+    one checkpoint-selection policy (both policies' results can live side by side)."""
 
     run_name: str
     dataset: str
     fold: int
     seed: int
+    selection: str = "last_epoch"
 
     def path(self, output: Path) -> Path:
         slug = re.sub(r"[^A-Za-z0-9._+-]+", "-", self.run_name).strip("-")
+        if self.selection != "last_epoch":
+            slug += f"@{self.selection}"
         return Path(output) / self.dataset / slug / f"fold{self.fold}-seed{self.seed}.json"
 
 

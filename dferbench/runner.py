@@ -98,10 +98,11 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
     device = resolve_device(config["train"]["device"])
     data = config["data"]
     augmentation = dataset.augmentation if data["augmentation"] == "auto" else data["augmentation"]
+    selection = config["protocol"]["selection"]
     results = []
     for fold in folds:
         for seed in config["protocol"]["seeds"]:
-            key = UnitKey(run.run_name, run.dataset_name, fold, seed)
+            key = UnitKey(run.run_name, run.dataset_name, fold, seed, config["protocol"]["selection"])
             path = key.path(Path(output))
             existing = load_result(path) if skip_existing else None
             if existing and existing.get("config_hash") == run.hash:
@@ -123,7 +124,6 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
                                config=copy.deepcopy(config), device=device, seed=seed, workdir=workdir,
                                texts=text_lookup, progress=progress)
             method = run.model.target(ctx)
-            selection = config["protocol"]["selection"]
             monitor = Monitor(selection, test_clips=test if selection == "best_on_test" else None, progress=progress)
             fit_info = method.fit(train, monitor) or {}
             logits = method.predict(test)

@@ -1,0 +1,22 @@
+"""The docs cannot drift: every hook is documented with its exact signature."""
+
+import re
+from pathlib import Path
+
+from dferbench import hookspecs
+from dferbench.plugins import pm
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_hook_is_documented_with_its_signature():
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    documented = set(re.findall(r"^### (dferbench_\w+\([^)]*\))$", text, flags=re.M))
+    expected = {f"{name}({', '.join(getattr(pm.hook, name).spec.argnames)})"
+                for name in dir(hookspecs) if name.startswith("dferbench_")}
+    assert documented == expected
+
+
+def test_readme_shows_the_two_commands():
+    readme = (ROOT / "README.md").read_text()
+    assert "make run" in readme and "make test" in readme

@@ -71,7 +71,14 @@ def plan(model_name: str, dataset_name: str, *, config_file: str | Path | None =
 
 
 def text_lookup(name: str, classes: list[str]) -> list[list[str]]:
-    """The sentences of text set ``name`` for each class, checked."""
+    """The sentences of text set ``name`` for each class, checked. ``file:PATH`` reads a
+    descriptor file written by ``dferbench describe``."""
+    if name.startswith("file:"):
+        table = cfg.read_toml(name[5:]).get("descriptors", {})
+        missing = [c for c in classes if c not in table]
+        if missing:
+            raise DferbenchError(f"descriptor file {name[5:]} has no sentence for {missing}")
+        return [[table[c]] for c in classes]
     texts = plugins.get("text set", name).target(list(classes))
     if len(texts) != len(classes) or not all(isinstance(t, list) and t for t in texts):
         raise DferbenchError(f"text set {name!r} must return a non-empty list of sentences for each of {classes}")

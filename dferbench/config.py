@@ -47,6 +47,7 @@ CORE_DEFAULTS: Config = {
         "batch_size": 48,
         "eval_batch_size": 64,
         "device": "auto",
+        "precision": "auto",  # bf16 autocast on CUDA, fp32 on CPU; "fp32" forces fp32
     },
     "protocol": {
         "folds": [],  # empty = every fold of the dataset

@@ -89,7 +89,7 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
              progress: bool | None = None, skip_existing: bool = True) -> list[dict[str, Any]]:
     """Run every (fold, seed) unit of ``run``; return the result dicts (new and resumed)."""
     from dferbench.data.loader import ClipSet
-    from dferbench.engine import resolve_device, seed_everything
+    from dferbench.engine import effective_precision, resolve_device, seed_everything
     from dferbench.method import ModelContext, Monitor
     from dferbench.metrics import compute_metrics
     from dferbench.progress import progress_enabled
@@ -167,6 +167,7 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
                 "versions": versions(),
                 "git_commit": git_commit(),
                 "device": device,
+                "precision": effective_precision(device, config["train"]["precision"]),
                 "wall_seconds": round(time.perf_counter() - start, 2),
                 "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             }

@@ -16,6 +16,7 @@ returned in eval mode; a training loop switches modes itself.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ __all__ = [
     "register_model_configs",
     "create_clip",
     "build_clip_from_config",
+    "default_tokenizer",
     "clip_input_size",
 ]
 
@@ -122,12 +124,13 @@ def create_clip(
 
 
 def build_clip_from_config(
-    cfg: dict[str, Any], *, device: str | torch.device = "cpu"
+    cfg: dict[str, Any], *, device: str | torch.device | None = "cpu"
 ) -> open_clip.CLIP:
     """Build a randomly initialised fp32 CLIP from an open_clip config dict.
 
     ``cfg`` has the layout of open_clip's model JSON files: ``embed_dim``, ``vision_cfg``,
-    ``text_cfg`` and optionally ``quick_gelu``. Returned in eval mode.
+    ``text_cfg`` and optionally ``quick_gelu``. Returned in eval mode; ``device=None``
+    leaves it where it was built (e.g. under a ``torch.device("meta")`` context).
     """
     cfg = dict(cfg)
     model = open_clip.CLIP(
@@ -137,7 +140,15 @@ def build_clip_from_config(
         quick_gelu=cfg.pop("quick_gelu", False),
         **cfg,
     )
-    return model.to(device).eval()
+    if device is not None:
+        model = model.to(device)
+    return model.eval()
+
+
+@functools.lru_cache(maxsize=4)
+def default_tokenizer(context_length: int = 77) -> open_clip.tokenizer.SimpleTokenizer:
+    """open_clip's OpenAI BPE tokenizer (shared instance: building one reads the BPE file)."""
+    return open_clip.tokenizer.SimpleTokenizer(context_length=context_length)
 
 
 def clip_input_size(model: nn.Module) -> int:

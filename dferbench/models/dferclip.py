@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import nn
 
+from .clip import default_tokenizer
 from .prompt_learner import PromptLearner, TextEncoder
 from .temporal import build_temporal_model
 
@@ -67,9 +68,7 @@ class DFERCLIP(nn.Module):
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         if tokenizer is None:
-            from open_clip.tokenizer import SimpleTokenizer
-
-            tokenizer = SimpleTokenizer(context_length=clip_model.positional_embedding.shape[0])
+            tokenizer = default_tokenizer(int(clip_model.positional_embedding.shape[0]))
 
         self.prompt_learner = PromptLearner(
             clip_model,

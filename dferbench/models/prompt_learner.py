@@ -83,10 +83,9 @@ class TextEncoder(nn.Module):
         """
         cast_dtype = self.dtype
         x = prompts.to(cast_dtype) + self.positional_embedding.to(cast_dtype)  # [N, L, W]
-        if self.transformer.batch_first:
-            x = self.transformer(x, attn_mask=self.attn_mask)  # [N, L, W]
-        else:
-            x = self.transformer(x.transpose(0, 1), attn_mask=self.attn_mask).transpose(0, 1)
+        # open_clip's Transformer takes [N, L, W] whatever its ``batch_first`` says: with
+        # sequence-first blocks it transposes internally (CLIP.encode_text relies on this).
+        x = self.transformer(x, attn_mask=self.attn_mask)  # [N, L, W]
         x = self.ln_final(x)  # [N, L, W]
         x = text_global_pool(x, tokenized_prompts, self.pool_type, eos_token_id=self.eos_id)  # [N, W]
         if isinstance(self.text_projection, nn.Linear):

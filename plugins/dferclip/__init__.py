@@ -1,0 +1,92 @@
+"""DFER-CLIP (Zhao & Patras, BMVC 2023), the reference model: CLIP image encoder per
+frame, temporal transformer, learnable context + class descriptions through the frozen
+CLIP text encoder, logits = cosine / 0.01."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dferbench import hookimpl
+
+PRESETS_DIR = Path(__file__).parent / "presets"
+
+# The paper's values (authors' main.py and train_*.sh); see shared/reference/dfer-clip.md.
+OPTIONS: dict[str, Any] = {
+    "clip_model": "ViT-B-32-quickgelu",
+    "pretrained": "openai",  # open_clip tag, a local file, or "" for random weights
+    "text": "descriptors",  # a registered text set, or file:PATH
+    "n_ctx": 8,  # train_*.sh pass 8 (argparse default 4)
+    "class_specific": True,
+    "class_token_position": "end",
+    "temporal_depth": 1,  # 0 = mean of frame features ("without temporal model")
+    "temperature": 0.01,
+    "lr_temporal": 1e-2,
+    "lr_image": 1e-5,
+    "lr_prompt": 1e-3,
+    "momentum": 0.9,
+    "weight_decay": 1e-4,
+    "milestones": [30, 40],
+    "gamma": 0.1,
+    "save_checkpoint": False,  # write the final weights next to the result (safetensors)
+}
+
+
+def build_network(classes: list[str], class_texts: list[str], options: dict[str, Any], num_frames: int,
+                  device: str = "cpu"):
+    from dferbench.models.clip import create_clip
+    from dferbench.models.dferclip import DFERCLIP
+
+    clip, tokenizer = create_clip(options["clip_model"], options["pretrained"] or None, device="cpu")
+    model = DFERCLIP(clip, class_texts, tokenizer=tokenizer, n_ctx=options["n_ctx"],
+                     class_specific=options["class_specific"],
+                     class_token_position=options["class_token_position"],
+                     temporal_depth=options["temporal_depth"], temperature=options["temperature"],
+                     num_frames=num_frames, clip_model_name=options["clip_model"])
+    return model.to(device)
+
+
+class DFERCLIPMethod:
+    def __init__(self, ctx):
+        from dferbench.errors import DferbenchError
+
+        self.ctx = ctx
+        texts = ctx.texts(ctx.options["text"], ctx.classes)
+        if any(len(t) != 1 for t in texts):
+            raise DferbenchError(f"DFER-CLIP reads one sentence per class; text set {ctx.options['text']!r} "
+                                 "gives several (an ensemble): choose a single-sentence text set")
+        self.model = build_network(ctx.classes, [t[0] for t in texts], ctx.options,
+                                   ctx.config["data"]["num_frames"], ctx.device)
+
+    def fit(self, train, monitor) -> dict[str, Any]:
+        from dferbench.engine import train_module
+        from dferbench.models.dferclip import build_optimizer
+
+        o, t = self.ctx.options, self.ctx.train
+        optimizer, scheduler = build_optimizer(
+            self.model, epochs=t["epochs"], milestones=o["milestones"], gamma=o["gamma"], momentum=o["momentum"],
+            weight_decay=o["weight_decay"], lr_temporal=o["lr_temporal"], lr_image=o["lr_image"],
+            lr_prompt=o["lr_prompt"])
+        info = train_module(self.model, optimizer, scheduler, train, monitor, epochs=t["epochs"],
+                            batch_size=t["batch_size"], device=self.ctx.device, seed=self.ctx.seed,
+                            precision=t["precision"], eval_batch_size=t["eval_batch_size"])
+        if o["save_checkpoint"]:
+            from dferbench.models.checkpoints import save_checkpoint
+
+            path = self.ctx.workdir / "checkpoints" / f"dferclip-fold{self.ctx.fold}-seed{self.ctx.seed}.safetensors"
+            save_checkpoint(self.model, path, {"classes": self.ctx.classes, "config": self.ctx.config})
+            info["checkpoint"] = str(path)
+        return info
+
+    def predict(self, clips):
+        from dferbench.engine import predict_module
+
+        return predict_module(self.model, clips, batch_size=self.ctx.train["eval_batch_size"], device=self.ctx.device,
+                              precision=self.ctx.train["precision"], enabled_progress=self.ctx.progress)
+
+
+@hookimpl
+def dferbench_register_models(register):
+    presets = {p.stem: str(p) for p in sorted(PRESETS_DIR.glob("*.toml"))}
+    register("dferclip", DFERCLIPMethod, options=OPTIONS, presets=presets, family="text-based", temporal=True,
+             description="DFER-CLIP: CLIP + temporal transformer + learnable-context class descriptions")

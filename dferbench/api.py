@@ -56,6 +56,97 @@ def run(model: str, dataset: str, *, config: str | Path | None = None, overrides
     return results
 
 
+def build_model(name: str, *, class_texts: list[str], clip_model: str | None = None,
+                pretrained: str | None = None, num_frames: int = 16, device: str = "cpu", **options: Any):
+    """The network of model ``name`` as a ``torch.nn.Module``: ``forward(video [B, T, 3, H, W]
+    float in [0, 1]) -> logits [B, C]``.
+
+    ``pretrained``: None (random weights), an open_clip tag such as ``"openai"``, or a local
+    file. Other ``options`` are the model's ``[model]`` settings (``n_ctx``,
+    ``temporal_depth``, ...), the paper's values by default.
+    """
+    from dferbench import config as cfg
+    from dferbench import plugins
+
+    reg = plugins.get("model", name)
+    network = reg.extra.get("network")
+    if network is None:
+        raise DferbenchError(f"model {name!r} does not offer a standalone network (its plugin registers no `network`)")
+    settings = dict(reg.options)
+    if clip_model is not None:
+        options["clip_model"] = clip_model
+    options["pretrained"] = pretrained or ""
+    settings = cfg.merge({"model": settings}, {"model": options}, f"build_model({name!r})")["model"]
+    return network(list(class_texts), settings, num_frames, device)
+
+
+def build_optimizer(model: Any, **options: Any):
+    """The optimiser and per-epoch scheduler DFER-CLIP trains with: SGD (momentum 0.9, weight
+    decay 1e-4) over three groups (temporal 1e-2, image encoder 1e-5, context 1e-3) and
+    MultiStepLR [30, 40] x 0.1. ``options`` override any of those (see
+    :func:`dferbench.models.dferclip.build_optimizer`)."""
+    from dferbench.models.dferclip import build_optimizer as build
+
+    return build(model, **options)
+
+
+def load_checkpoint(model: Any, path: str | Path) -> dict[str, Any]:
+    """Load weights into ``model`` from dferbench's own checkpoint (``.safetensors``) or a
+    checkpoint written by the DFER-CLIP authors' script (``.pth``, read without unpickling
+    arbitrary objects). Returns what was done: format, dropped and skipped entries."""
+    from dferbench.models import checkpoints
+
+    path = Path(path)
+    if not path.exists():
+        raise DferbenchError(f"checkpoint {path} does not exist")
+    if path.suffix == ".safetensors":
+        import safetensors.torch
+
+        state, report = safetensors.torch.load_file(str(path)), {"format": "dferbench"}
+    else:
+        obj, skipped = checkpoints.read_torch_checkpoint(path, map_location="cpu")
+        raw = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
+        state, dropped = checkpoints.convert_authors_state_dict(raw)
+        report = {"format": "dfer-clip authors", "dropped_keys": len(dropped), "skipped_objects": skipped,
+                  "epoch": obj.get("epoch") if isinstance(obj, dict) else None}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise DferbenchError(f"checkpoint {path} does not fit this model: {exc}") from None
+    return report
+
+
+def evaluate(model: str, dataset: str, checkpoint: str | Path, *, folds: list[int] | None = None,
+             overrides: list[str] | tuple[str, ...] = (), output: str | Path = "results", device: str | None = None,
+             echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Evaluate a trained checkpoint (dferbench's or the DFER-CLIP authors') on the test
+    split of ``folds`` (default: fold 1); results are recorded like a run's, with the
+    selection policy ``checkpoint``."""
+    from dferbench.models.checkpoints import load_authors_checkpoint
+
+    if model != "dferclip":
+        raise DferbenchError(f"evaluate supports dferclip checkpoints; got model {model!r}")
+    checkpoint = Path(checkpoint)
+    if not checkpoint.exists():
+        raise DferbenchError(f"checkpoint {checkpoint} does not exist")
+    plan = runner.plan(model, dataset, overrides=list(overrides), folds=folds or [1], device=device)
+    if checkpoint.suffix == ".safetensors":
+        from dferbench.models.checkpoints import load_checkpoint as load_own
+
+        network, _ = load_own(checkpoint)
+        texts: list[str] = network.class_texts
+        echo(f"loaded dferbench checkpoint {checkpoint}")
+    else:
+        loaded = load_authors_checkpoint(checkpoint)
+        network, texts = loaded.model, loaded.class_texts
+        echo(f"loaded the DFER-CLIP authors' checkpoint {checkpoint}: architecture {loaded.clip_model_name or 'custom'}, "
+             f"epoch {loaded.epoch}, {len(loaded.dropped_keys)} duplicated clip_model_ keys dropped, "
+             f"pickled objects not loaded: {', '.join(loaded.skipped_objects) or 'none'}; "
+             f"class texts {'read from the checkpoint' if loaded.texts_recovered else 'given'}")
+    plan.run_name = f"{model}[checkpoint={checkpoint.name}]"
+    return runner.run_plan(plan, output=output, echo=echo, fixed_network=(network, texts))
+
+
 def leaderboard(results: str | Path = "results", out: str | Path = "leaderboards", datasets: list[str] | None = None,
                 *, check: bool = False, images: bool = True) -> list[str]:
     """Write ``out/<dataset>.md`` from result files; with ``check``, return the stale ones."""

@@ -76,6 +76,29 @@ def run(model, dataset, config_file, overrides, folds, seeds, output, device, re
         click.echo(leaderboard.render(dataset, Path(output))[0])
 
 
+@cli.command()
+@click.option("--model", "-m", default="dferclip", show_default=True, help="Model the checkpoint belongs to.")
+@click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False),
+              help="dferbench .safetensors checkpoint, or a .pth written by the DFER-CLIP authors' script.")
+@click.option("--dataset", "-d", required=True, help="Dataset to evaluate on (its test split).")
+@click.option("--fold", "folds", help="Comma-separated folds (default: 1). The authors release one file per fold.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a data setting.")
+@click.option("--output", "-o", default="results", show_default=True, type=click.Path(file_okay=False))
+@click.option("--device", help="cpu, cuda ... (default: cuda if available).")
+def evaluate(model, checkpoint, dataset, folds, overrides, output, device) -> None:
+    """Evaluate a trained checkpoint on a dataset's test split and record the result.
+
+    \b
+    Example (the authors' released DFEW fold-1 model):
+      dferbench evaluate -c DFEW_set_1_model_best.pth -d dfew --fold 1 --set data.root=/data/DFEW
+    """
+    from dferbench import api
+
+    for r in api.evaluate(model, dataset, checkpoint, folds=_ints(folds), overrides=overrides, output=output,
+                          device=device, echo=lambda m: click.echo(m, err=True)):
+        click.echo(f"fold {r['fold']}: UAR {r['uar']:.2f}  WAR {r['war']:.2f}  ({r['n_test']} clips)")
+
+
 @cli.command(name="leaderboard")
 @click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False),
               help="Directory of result files.")

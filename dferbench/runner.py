@@ -85,9 +85,30 @@ def text_lookup(name: str, classes: list[str]) -> list[list[str]]:
     return texts
 
 
+class FixedNetwork:
+    """A trained network evaluated as it is (``dferbench evaluate``)."""
+
+    def __init__(self, ctx: Any, network: Any):
+        self.ctx, self.network = ctx, network.to(ctx.device)
+
+    def fit(self, train: Any, monitor: Any) -> dict[str, Any]:
+        return {}
+
+    def predict(self, clips: Any) -> Any:
+        from dferbench.engine import predict_module
+
+        return predict_module(self.network, clips, batch_size=self.ctx.train["eval_batch_size"],
+                              device=self.ctx.device, precision=self.ctx.train["precision"],
+                              enabled_progress=self.ctx.progress)
+
+
 def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[str], None] = print,
-             progress: bool | None = None, skip_existing: bool = True) -> list[dict[str, Any]]:
-    """Run every (fold, seed) unit of ``run``; return the result dicts (new and resumed)."""
+             progress: bool | None = None, skip_existing: bool = True,
+             fixed_network: tuple[Any, list[str]] | None = None) -> list[dict[str, Any]]:
+    """Run every (fold, seed) unit of ``run``; return the result dicts (new and resumed).
+
+    ``fixed_network`` = (trained network, its class texts) evaluates that network instead
+    of building and training the model (selection policy ``checkpoint``)."""
     from dferbench.data.loader import ClipSet
     from dferbench.engine import effective_precision, resolve_device, seed_everything
     from dferbench.method import ModelContext, Monitor
@@ -105,11 +126,14 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
     device = resolve_device(config["train"]["device"])
     data = config["data"]
     augmentation = dataset.augmentation if data["augmentation"] == "auto" else data["augmentation"]
-    selection = config["protocol"]["selection"]
+    selection = "checkpoint" if fixed_network else config["protocol"]["selection"]
+    if fixed_network and len(fixed_network[1]) != len(dataset.classes):
+        raise DferbenchError(f"the checkpoint scores {len(fixed_network[1])} classes but {run.dataset_name!r} has "
+                             f"{len(dataset.classes)} ({', '.join(dataset.classes)})")
     results = []
     for fold in folds:
         for seed in config["protocol"]["seeds"]:
-            key = UnitKey(run.run_name, run.dataset_name, fold, seed, config["protocol"]["selection"])
+            key = UnitKey(run.run_name, run.dataset_name, fold, seed, selection)
             path = key.path(Path(output))
             existing = load_result(path) if skip_existing else None
             if existing and existing.get("config_hash") == run.hash:
@@ -130,7 +154,7 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
             ctx = ModelContext(model=run.model.name, dataset=run.dataset_name, fold=fold, classes=list(dataset.classes),
                                config=copy.deepcopy(config), device=device, seed=seed, workdir=workdir,
                                texts=text_lookup, progress=progress)
-            method = run.model.target(ctx)
+            method = FixedNetwork(ctx, fixed_network[0]) if fixed_network else run.model.target(ctx)
             monitor = Monitor(selection, test_clips=test if selection == "best_on_test" else None, progress=progress)
             fit_info = method.fit(train, monitor) or {}
             logits = method.predict(test)

@@ -101,6 +101,8 @@ EMOTION_AUS: dict[str, dict[str, float]] = {
 # Head bowing that grows with the expression (units of ``pitch``).
 _PITCH_TREND = {"sadness": (0.0, 0.1), "helplessness": (0.1, 0.25), "disappointment": (0.05, 0.2)}
 
+RGB = tuple[float, float, float]
+
 _STREAM_IDENTITY, _STREAM_CLIP, _STREAM_NOISE, _STREAM_LENGTH, _STREAM_LAYOUT = 1, 2, 3, 4, 5
 
 
@@ -114,14 +116,14 @@ class Identity:
 
     face_w: float
     face_h: float
-    skin: tuple[float, float, float]
-    hair: tuple[float, float, float]
+    skin: RGB
+    hair: RGB
     hairline: float
     eye_sep: float
     eye_y: float
     eye_w: float
     eye_h: float
-    iris: tuple[float, float, float]
+    iris: RGB
     brow_gap: float
     brow_len: float
     brow_thick: float
@@ -130,7 +132,7 @@ class Identity:
     mouth_y: float
     mouth_w: float
     lip_thick: float
-    lip: tuple[float, float, float]
+    lip: RGB
     rest_curve: float  # resting mouth-corner offset (positive: corners down)
     rest: Mapping[str, float] = field(default_factory=dict)  # resting action intensities
 
@@ -166,9 +168,9 @@ class ClipParams:
     pitch_trend: float
     gaze: tuple[float, float]
     light: tuple[float, float, float]  # direction (rad, image coords), strength, brightness
-    cast: tuple[float, float, float]
+    cast: tuple[float, float, float]  # per-channel gain (may exceed 1)
     noise: float
-    background: tuple[tuple[float, float, float], tuple[float, float, float]]
+    background: tuple[RGB, RGB]
     occlusion: Mapping[str, Any] | None
 
 
@@ -176,18 +178,23 @@ def _rng(seed: int, stream: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng([seed, stream, *keys])
 
 
-def _mix(a: Sequence[float], b: Sequence[float], w: float) -> tuple[float, float, float]:
-    return tuple(float(x + (y - x) * w) for x, y in zip(a, b))  # type: ignore[return-value]
+def _rgb(values: Any) -> RGB:
+    r, g, b = (float(np.clip(v, 0.0, 1.0)) for v in values)
+    return r, g, b
+
+
+def _mix(a: Sequence[float], b: Sequence[float], w: float) -> RGB:
+    return _rgb(x + (y - x) * w for x, y in zip(a, b))
 
 
 def _identity(seed: int, subject_index: int) -> Identity:
     r = _rng(seed, _STREAM_IDENTITY, subject_index)
     tone = r.uniform()
     skin = _mix((0.96, 0.80, 0.68), (0.42, 0.28, 0.20), tone)
-    skin = tuple(float(np.clip(c * r.uniform(0.94, 1.06), 0, 1)) for c in skin)
+    skin = _rgb(c * r.uniform(0.94, 1.06) for c in skin)
     hairs = [(0.08, 0.06, 0.05), (0.30, 0.18, 0.10), (0.75, 0.60, 0.35), (0.55, 0.55, 0.55),
              (0.55, 0.22, 0.10), (0.18, 0.12, 0.08)]
-    hair = tuple(float(np.clip(c * r.uniform(0.85, 1.15), 0, 1)) for c in hairs[r.integers(len(hairs))])
+    hair = _rgb(c * r.uniform(0.85, 1.15) for c in hairs[r.integers(len(hairs))])
     irises = [(0.30, 0.18, 0.10), (0.25, 0.40, 0.60), (0.30, 0.45, 0.30), (0.10, 0.08, 0.07)]
     lip = _mix(skin, (0.70, 0.25, 0.28), r.uniform(0.35, 0.7))
     rest: dict[str, float] = {}
@@ -196,7 +203,7 @@ def _identity(seed: int, subject_index: int) -> Identity:
             rest[au] = float(r.uniform(0.0, 0.2))
     return Identity(
         face_w=float(r.uniform(0.5, 0.64)), face_h=float(r.uniform(0.72, 0.84)),
-        skin=skin, hair=hair, hairline=float(r.uniform(-0.72, -0.5)),  # type: ignore[arg-type]
+        skin=skin, hair=hair, hairline=float(r.uniform(-0.72, -0.5)),
         eye_sep=float(r.uniform(0.2, 0.27)), eye_y=float(r.uniform(-0.2, -0.1)),
         eye_w=float(r.uniform(0.09, 0.12)), eye_h=float(r.uniform(0.045, 0.065)),
         iris=irises[r.integers(len(irises))], brow_gap=float(r.uniform(0.1, 0.15)),
@@ -235,17 +242,24 @@ def clip_params(record: ClipRecord) -> ClipParams:
     n = record.n_frames
 
     # Expression: subtle clips (low intensity) overlap neutral faces with stray actions.
-    intensity = r.uniform(0.3, 1.0)
+    intensity = r.uniform(0.2, 1.0)
     pattern = EMOTION_AUS[emotion]
     keep = r.uniform(size=len(pattern)) > 0.15
     if pattern and not keep.any():
         keep[int(np.argmax([w for w in pattern.values()]))] = True
     jitter = r.uniform(0.7, 1.15, size=len(pattern))
-    apex = {au: float(min(1.0, w * intensity * j)) for (au, w), k, j in zip(pattern.items(), keep, jitter) if k}
+    apex = {au: w * intensity * j for (au, w), k, j in zip(pattern.items(), keep, jitter) if k}
+    # Real clips are often blends; a blended-in class makes labels ambiguous as in the real sets.
+    others = [c for c in MAFW_CLASSES if c != "neutral" and EMOTION_AUS[c] != pattern]
+    blend_class, blend = others[int(r.integers(len(others)))], r.uniform(0.2, 0.8)
+    if r.uniform() < 0.25:
+        for au, w in EMOTION_AUS[blend_class].items():
+            apex[au] = apex.get(au, 0.0) + w * intensity * blend
+    apex = {au: float(min(1.0, w)) for au, w in apex.items()}
 
     baseline = dict(ident.rest)
-    for au in r.choice(np.array(AU_KEYS[:-1]), size=r.integers(0, 3), replace=False):
-        baseline[str(au)] = baseline.get(str(au), 0.0) + float(r.uniform(0.05, 0.3))
+    for au in r.choice(np.array(AU_KEYS[:-1]), size=r.integers(0, 4), replace=False):
+        baseline[str(au)] = baseline.get(str(au), 0.0) + float(r.uniform(0.05, 0.35))
 
     if emotion in ("surprise", "fear"):
         envelope = (r.uniform(0.0, 0.1), r.uniform(0.03, 0.1), r.uniform(0.0, 0.12),
@@ -256,13 +270,13 @@ def clip_params(record: ClipRecord) -> ClipParams:
     else:
         envelope = (r.uniform(0.0, 0.35), r.uniform(0.12, 0.4), r.uniform(0.15, 0.5),
                     r.uniform(0.1, 0.35), r.uniform(0.3, 1.0))
-    envelope = tuple(float(v) for v in envelope)
+    start, onset, hold, offset, residual = (float(v) for v in envelope)
 
     tremor = (float(r.uniform(0.25, 0.5)), float(r.uniform(2.0, 4.0)), float(r.uniform(0, 2 * np.pi))) \
         if emotion == "anxiety" else (0.0, 0.0, 0.0)
     if emotion == "disappointment":
         lead = {"AU12": float(r.uniform(0.3, 0.6) * intensity + 0.15), "AU6": float(0.2 * intensity)}
-        lead_time = (float(max(0.08, envelope[0] - 0.15)), float(r.uniform(0.06, 0.12)))
+        lead_time = (max(0.08, start - 0.15), float(r.uniform(0.06, 0.12)))
     else:
         lead, lead_time = {}, (0.0, 1.0)
 
@@ -272,7 +286,7 @@ def clip_params(record: ClipRecord) -> ClipParams:
     smirk_side = int(r.choice([-1, 1]))
 
     pose = (r.uniform(-0.3, 0.3), r.uniform(-0.15, 0.15), float(np.clip(r.normal(0, 0.08), -0.2, 0.2)),
-            r.uniform(-0.06, 0.06), r.uniform(-0.06, 0.06), r.uniform(0.88, 1.08))
+            r.uniform(-0.06, 0.06), r.uniform(-0.04, 0.08), r.uniform(1.05, 1.28))
     drift_amp = (0.12, 0.08, 0.06, 0.03, 0.03, 0.03)
     drift = tuple((float(r.uniform(0, a)), float(r.uniform(0.3, 1.5)), float(r.uniform(0, 2 * np.pi)))
                   for a in drift_amp)
@@ -281,33 +295,35 @@ def clip_params(record: ClipRecord) -> ClipParams:
     gaze = (float(r.uniform(-0.02, 0.02)), float(r.uniform(-0.012, 0.012)))
 
     light = (float(r.uniform(0, 2 * np.pi)), float(r.uniform(0.0, 0.35)), float(r.uniform(0.7, 1.15)))
-    cast = tuple(float(c) for c in r.uniform(0.9, 1.1, size=3))
+    cast = r.uniform(0.9, 1.1, size=3)
+    cast_rgb = (float(cast[0]), float(cast[1]), float(cast[2]))
     noise = float(r.uniform(0.01, 0.045))
-    bg = tuple(tuple(float(c) for c in r.uniform(0.1, 0.8, size=3)) for _ in range(2))
+    grey = r.uniform(0.15, 0.75, size=(2, 1))
+    bg0, bg1 = (_rgb(row) for row in grey + r.uniform(-0.12, 0.12, size=(2, 3)))
 
     occlusion: dict[str, Any] | None = None
     if r.uniform() < 0.15:
         kind = "bar" if r.uniform() < 0.5 else "hand"
         t0 = float(r.uniform(0.0, 0.6))
-        end = np.array([r.uniform(-0.3, 0.3), r.uniform(-0.1, 0.5)])
-        start = end + r.uniform(-0.5, 0.5, size=2)
+        to = np.array([r.uniform(-0.3, 0.3), r.uniform(-0.1, 0.5)])
+        origin = to + r.uniform(-0.5, 0.5, size=2)
         occlusion = {
             "kind": kind, "t0": t0, "t1": float(min(1.0, t0 + r.uniform(0.2, 0.6))),
-            "start": tuple(float(v) for v in start), "end": tuple(float(v) for v in end),
+            "start": (float(origin[0]), float(origin[1])), "end": (float(to[0]), float(to[1])),
             "angle": float(r.uniform(0, np.pi)),
             "size": (float(r.uniform(0.5, 1.2)), float(r.uniform(0.06, 0.14))) if kind == "bar"
             else (float(r.uniform(0.2, 0.3)), float(r.uniform(0.16, 0.22))),
-            "color": tuple(float(c) for c in (r.uniform(0.05, 0.5, size=3) if kind == "bar"
-                                              else np.array(ident.skin) * r.uniform(0.85, 1.1))),
+            "color": _rgb(r.uniform(0.05, 0.5, size=3) if kind == "bar"
+                          else np.array(ident.skin) * r.uniform(0.75, 1.15)),
         }
 
     return ClipParams(
         seed=seed, index=index, label=record.label, emotion=emotion, subject=record.subject or "",
-        n_frames=n, identity=ident, apex=apex, baseline=baseline, envelope=envelope,  # type: ignore[arg-type]
-        reverse=emotion == "fear", tremor=tremor, lead=lead, lead_time=lead_time, talk=talk,
-        blinks=blinks, smirk_side=smirk_side, pose=tuple(float(v) for v in pose), drift=drift,
-        pitch_trend=pitch_trend, gaze=gaze, light=light, cast=cast, noise=noise,  # type: ignore[arg-type]
-        background=bg, occlusion=occlusion,  # type: ignore[arg-type]
+        n_frames=n, identity=ident, apex=apex, baseline=baseline,
+        envelope=(start, onset, hold, offset, residual), reverse=emotion == "fear", tremor=tremor,
+        lead=lead, lead_time=lead_time, talk=talk, blinks=blinks, smirk_side=smirk_side,
+        pose=tuple(float(v) for v in pose), drift=drift, pitch_trend=pitch_trend, gaze=gaze,
+        light=light, cast=cast_rgb, noise=noise, background=(bg0, bg1), occlusion=occlusion,
     )
 
 
@@ -430,14 +446,92 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     return x[None], y[None]
 
 
+@lru_cache(maxsize=4)
+def _noise_bank(size: int) -> np.ndarray:
+    # Seeding a generator per frame costs more than drawing the frame; instead each frame
+    # takes a rolled slice of a fixed bank, chosen by a hash of (seed, clip, frame).
+    return _rng(0, _STREAM_NOISE, size).standard_normal((31, 3, size, size), dtype=np.float32)
+
+
+def _mix64(*keys: int) -> int:
+    h = 0x9E3779B97F4A7C15
+    for k in keys:
+        h = (h ^ (k & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        h ^= h >> 31
+        h = h * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
+        h ^= h >> 29
+    return h
+
+
 def _paint(img: np.ndarray, alpha: np.ndarray, color: Any) -> None:
-    a = alpha[..., None]
-    img += a * (np.asarray(color, dtype=np.float32) - img)
+    """Blend ``color`` over planar ``img [3, T, h, w]`` with coverage ``alpha [T, h, w]``."""
+    color = np.asarray(color, dtype=np.float32)
+    for c in range(3):
+        ch = img[c]
+        ch += alpha * (color[c] - ch)
 
 
 def _ellipse_d(u: np.ndarray, v: np.ndarray, a: Any, b: Any) -> np.ndarray:
     # approximate signed distance, exact on the axes
     return (np.sqrt((u / a) ** 2 + (v / b) ** 2) - 1.0) * np.minimum(a, b)
+
+
+class _Canvas:
+    """A batch of frames in head coordinates, painted window by window.
+
+    Every facial feature is drawn only inside the pixel window that can contain it in
+    any of the frames, which keeps a 16-frame clip at a few milliseconds.
+    """
+
+    def __init__(self, size: int, col: Mapping[str, np.ndarray], tracks: Mapping[str, np.ndarray],
+                 background: Sequence[Sequence[float]]) -> None:
+        self.size = size
+        x, y = _grid(size)
+        n = len(tracks["yaw"])
+        bg0, bg1 = (np.asarray(c, np.float32)[:, None, None, None] for c in background)
+        gradient = bg0 + (bg1 - bg0) * (y[None] + 1.0) * 0.5  # [3, 1, S, S]
+        self.img = np.array(np.broadcast_to(gradient, (3, n, size, size)))  # planar [3, T, S, S]
+        self.tracks = tracks
+        roll, scale = col["roll"], col["scale"]
+        xs, ys = (x - col["dx"]) / scale, (y - col["dy"]) / scale
+        cr, sr = np.cos(roll), np.sin(roll)
+        self.u = cr * xs + sr * ys
+        self.v = -sr * xs + cr * ys
+        self.uf = self.u - 0.22 * col["yaw"]
+        self.vf = self.v - 0.15 * col["pitch"]
+        self.aa = (2.0 / size) / scale * 0.9
+        self.face_in: np.ndarray | None = None
+
+    def window(self, cv: float, ru: float, rv: float) -> tuple[slice, slice, slice]:
+        """Pixel window holding the face-coordinate box ``|uf| <= ru, |vf - cv| <= rv``."""
+        tr = self.tracks
+        cr, sr, s = np.cos(tr["roll"]), np.sin(tr["roll"]), tr["scale"]
+        u0, v0 = 0.22 * tr["yaw"], cv + 0.15 * tr["pitch"]
+        cx = (cr * u0 - sr * v0) * s + tr["dx"]
+        cy = (sr * u0 + cr * v0) * s + tr["dy"]
+        hx = s * (np.abs(cr) * ru + np.abs(sr) * rv)
+        hy = s * (np.abs(sr) * ru + np.abs(cr) * rv)
+        k = self.size / 2.0
+
+        def span(lo: float, hi: float) -> slice:
+            a = int(np.floor((lo + 1.0) * k - 0.5)) - 2
+            b = int(np.ceil((hi + 1.0) * k - 0.5)) + 3
+            return slice(min(max(a, 0), self.size), min(max(b, 0), self.size))
+
+        return slice(None), span(float((cy - hy).min()), float((cy + hy).max())), \
+            span(float((cx - hx).min()), float((cx + hx).max()))
+
+    def alpha(self, d: np.ndarray) -> np.ndarray:
+        return np.clip(0.5 - d / self.aa, 0.0, 1.0)
+
+    def paint(self, w: tuple[slice, slice, slice], d: np.ndarray, color: Any, strength: Any = 1.0,
+              inside_face: bool = True) -> None:
+        a = self.alpha(d)
+        if not np.isscalar(strength) or strength != 1.0:
+            a = a * strength
+        if inside_face and self.face_in is not None:
+            a = a * self.face_in[w]
+        _paint(self.img[(slice(None),) + w], a, color)
 
 
 def render_frames(params: ClipParams, indices: Sequence[int], image_size: int = 64) -> np.ndarray:
@@ -454,60 +548,43 @@ def render_frames(params: ClipParams, indices: Sequence[int], image_size: int = 
     col = {k: v.astype(np.float32)[:, None, None] for k, v in tr.items()}
     au = {k: col[k] for k in AU_KEYS}
     ident = params.identity
-    x, y = _grid(size)
-    n = idx.size
-
-    bg0, bg1 = (np.asarray(c, np.float32) for c in params.background)
-    wy = (y[..., None] + 1.0) * 0.5
-    img = np.broadcast_to(bg0 + (bg1 - bg0) * wy, (n, size, size, 3)).astype(np.float32)
-
-    # head frame: undo shift, scale and roll; yaw and pitch slide the features
-    roll, scale = col["roll"], col["scale"]
-    xs, ys = (x - col["dx"]) / scale, (y - col["dy"]) / scale
-    cr, sr = np.cos(roll), np.sin(roll)
-    u = cr * xs + sr * ys
-    v = -sr * xs + cr * ys
-    uf = u - 0.22 * col["yaw"]
-    vf = v - 0.15 * col["pitch"]
-    auf = np.abs(uf)
-    aa = (2.0 / size) / scale * 0.9
-
-    def alpha(d: np.ndarray) -> np.ndarray:
-        return np.clip(0.5 - d / aa, 0.0, 1.0)
-
-    fw = ident.face_w * (1.0 - 0.12 * np.abs(col["yaw"]))
-    fh = np.where(v > 0, ident.face_h + 0.1 * au["AU26"], ident.face_h)
+    cv = _Canvas(size, col, tr, params.background)
+    u, v = cv.u, cv.v
     hair = np.asarray(ident.hair, np.float32)
     skin = np.asarray(ident.skin, np.float32)
+    dark = (0.0, 0.0, 0.0)
+    full = (slice(None), slice(None), slice(None))
 
-    _paint(img, alpha(_ellipse_d(u, v + 0.08, fw * 1.1, ident.face_h * 0.98)), hair)
-    neck = np.maximum(np.abs(u) - ident.face_w * 0.45, 0.45 - v)
-    _paint(img, alpha(neck), skin * 0.8)
+    # head: hair behind, neck, face with a little shading, later the fringe
+    fw = ident.face_w * (1.0 - 0.12 * np.abs(col["yaw"]))
+    fh = np.where(v > 0, ident.face_h + 0.1 * au["AU26"], ident.face_h)
+    cv.paint(full, _ellipse_d(u, v + 0.08, fw * 1.1, ident.face_h * 0.98), hair)
+    cv.paint(full, np.maximum(np.abs(u) - ident.face_w * 0.42, 0.5 - v), skin * 0.8)
     d_face = _ellipse_d(u, v, fw, fh)
-    rn2 = (u / fw) ** 2 + (v / fh) ** 2
-    _paint(img, alpha(d_face), skin * (1.0 - 0.2 * np.clip(rn2, 0, 1))[..., None])
-    face_in = alpha(d_face)
-    dark = np.zeros(3, np.float32)
-
-    def line_alpha(d: np.ndarray, strength: Any) -> np.ndarray:
-        return alpha(d) * strength * face_in
+    shade = 1.0 - 0.2 * np.clip((u / fw) ** 2 + (v / fh) ** 2, 0.0, 1.0)
+    cv.paint(full, d_face, skin[:, None, None, None] * shade[None])
+    cv.face_in = cv.alpha(d_face)
 
     ey, es, ew, eh = ident.eye_y, ident.eye_sep, ident.eye_w, ident.eye_h
     brow_base = ey - ident.brow_gap
-    lift = 0.6 * au["AU1"] + 0.6 * au["AU2"]
-    if float(lift.max()) > 0.02:
-        for k in range(3):
-            vl = brow_base - 0.13 - 0.06 * k + 0.25 * uf ** 2
-            d = np.maximum(np.abs(vf - vl) - 0.007, auf - (0.26 - 0.04 * k))
-            _paint(img, line_alpha(d, 0.5 * np.clip(lift, 0, 1)), dark)
-    if float(au["AU4"].max()) > 0.02:
-        d = np.maximum(np.abs(auf - 0.035) - 0.008, np.abs(vf - (brow_base + 0.03)) - 0.05)
-        _paint(img, line_alpha(d, 0.6 * au["AU4"]), dark)
 
-    # cheeks, nasolabial folds, nose
-    cheek_v = ey + 0.22 - 0.07 * au["AU6"]
-    blush = np.exp(-(((auf - es - 0.02) / 0.11) ** 2 + ((vf - cheek_v) / 0.07) ** 2))
-    _paint(img, blush * (0.1 + 0.35 * au["AU6"]) * face_in, (0.85, 0.35, 0.35))
+    lift = np.clip(0.6 * au["AU1"] + 0.6 * au["AU2"], 0.0, 1.0)
+    if float(lift.max()) > 0.02:
+        w = cv.window(brow_base - 0.19, 0.3, 0.1)
+        uf, vf = cv.uf[w], cv.vf[w]
+        for k in range(3):
+            vl = brow_base - 0.13 - 0.06 * k + 0.25 * uf * uf
+            cv.paint(w, np.maximum(np.abs(vf - vl) - 0.007, np.abs(uf) - (0.26 - 0.04 * k)), dark, 0.5 * lift)
+    if float(au["AU4"].max()) > 0.02:
+        w = cv.window(brow_base + 0.03, 0.06, 0.07)
+        d = np.maximum(np.abs(np.abs(cv.uf[w]) - 0.035) - 0.008, np.abs(cv.vf[w] - (brow_base + 0.03)) - 0.05)
+        cv.paint(w, d, dark, 0.6 * au["AU4"])
+
+    # cheeks
+    w = cv.window(ey + 0.19, es + 0.32, 0.24)
+    auf, vf = np.abs(cv.uf[w]), cv.vf[w]
+    blush = np.exp(-(((auf - es - 0.02) / 0.11) ** 2 + ((vf - (ey + 0.22 - 0.07 * au["AU6"])) / 0.07) ** 2))
+    _paint(cv.img[(slice(None),) + w], blush * (0.1 + 0.35 * au["AU6"]) * cv.face_in[w], (0.85, 0.35, 0.35))
 
     mw = ident.mouth_w * (1.0 + 0.25 * au["AU12"] + 0.3 * au["AU20"] - 0.15 * au["AU24"] + 0.08 * au["AU14"])
     side = np.float32(params.smirk_side)
@@ -515,28 +592,31 @@ def render_frames(params: ClipParams, indices: Sequence[int], image_size: int = 
     dy_smirk = dy_both - 0.09 * au["AU14"]
     my = ident.mouth_y + 0.03 * au["AU26"]
     ny = ident.nose_y - 0.03 * au["AU9"] - 0.02 * au["AU10"]
+    mw_max = ident.mouth_w * 1.65
 
-    fold = np.clip(0.7 * au["AU12"] + 0.8 * au["AU10"] + 0.4 * au["AU9"] + 0.3 * au["AU6"], 0, 1)
+    fold = np.clip(0.7 * au["AU12"] + 0.8 * au["AU10"] + 0.4 * au["AU9"] + 0.3 * au["AU6"], 0.0, 1.0)
     if float(fold.max()) > 0.02:
-        ax, ay = 0.1, ny
-        bx, by = mw + 0.04, my + dy_both * 0.5
-        px, py = auf - ax, vf - ay
-        qx, qy = bx - ax, by - ay
+        w = cv.window((ident.nose_y + ident.mouth_y) / 2, mw_max + 0.08, (ident.mouth_y - ident.nose_y) / 2 + 0.15)
+        px, py = np.abs(cv.uf[w]) - 0.1, cv.vf[w] - ny
+        qx, qy = mw + 0.04 - 0.1, my + dy_both * 0.5 - ny
         h = np.clip((px * qx + py * qy) / (qx * qx + qy * qy), 0.0, 1.0)
-        d = np.sqrt((px - h * qx) ** 2 + (py - h * qy) ** 2) - 0.008
-        _paint(img, line_alpha(d, 0.45 * fold), dark)
+        cv.paint(w, np.sqrt((px - h * qx) ** 2 + (py - h * qy) ** 2) - 0.008, dark, 0.45 * fold)
 
-    d = np.maximum(np.abs(uf - 0.035) - 0.012, np.abs(vf - (ey + ny) * 0.5 - 0.02) - (ny - ey) * 0.45)
-    _paint(img, line_alpha(d, 0.18), dark)
-    nw = 0.035 * (1.0 + 0.35 * au["AU9"])
-    _paint(img, line_alpha(_ellipse_d(auf - 0.055, vf - ny, nw, 0.018), 0.75), skin * 0.35)
+    # nose: a side shadow, nostrils, wrinkles on the bridge
+    w = cv.window((ey + ident.nose_y) / 2, 0.12, (ident.nose_y - ey) / 2 + 0.06)
+    uf, vf = cv.uf[w], cv.vf[w]
+    auf = np.abs(uf)
+    cv.paint(w, np.maximum(np.abs(uf - 0.035) - 0.012, np.abs(vf - (ey + ny) * 0.5 - 0.02) - (ny - ey) * 0.45),
+             dark, 0.18)
+    cv.paint(w, _ellipse_d(auf - 0.055, vf - ny, 0.035 * (1.0 + 0.35 * au["AU9"]), 0.018), skin * 0.35, 0.75)
     if float(au["AU9"].max()) > 0.02:
         for k in range(2):
-            d = np.maximum(np.abs(vf - (ey + 0.03 + 0.045 * k)) - 0.007, auf - 0.06)
-            _paint(img, line_alpha(d, 0.6 * au["AU9"]), dark)
+            cv.paint(w, np.maximum(np.abs(vf - (ey + 0.03 + 0.045 * k)) - 0.007, auf - 0.06), dark, 0.6 * au["AU9"])
 
-    # eyes
-    du = auf - es
+    # eyes: white, iris, pupil, upper lid line, lower lid line
+    w = cv.window(ey, es + ew + 0.06, 2.2 * eh + 0.03)
+    uf, vf = cv.uf[w], cv.vf[w]
+    du = np.abs(uf) - es
     s = du / ew
     k = np.sqrt(np.clip(1.0 - s * s, 0.0, 1.0))
     closed = au["AU43"]
@@ -544,20 +624,20 @@ def render_frames(params: ClipParams, indices: Sequence[int], image_size: int = 
     h_up = h_up * (1.0 - 0.97 * closed)
     h_lo = eh * np.clip(0.9 - 0.45 * au["AU6"] - 0.45 * au["AU7"], 0.2, 1.0) * (1.0 - 0.9 * closed)
     top, bot = ey - h_up * k, ey + h_lo * k
-    d_eye = np.maximum(np.abs(du) - ew, np.maximum(top - vf, vf - bot))
-    eye_a = alpha(d_eye)
-    _paint(img, eye_a, (0.93, 0.92, 0.88))
-    sgn = np.where(uf > 0, 1.0, -1.0).astype(np.float32)
-    ix, iy = uf - sgn * es - col["gaze_x"], vf - ey - col["gaze_y"]
+    eye_a = cv.alpha(np.maximum(np.abs(du) - ew, np.maximum(top - vf, vf - bot)))
+    sub = cv.img[(slice(None),) + w]
+    _paint(sub, eye_a, (0.93, 0.92, 0.88))
+    ix = uf - np.where(uf > 0, es, -es).astype(np.float32) - col["gaze_x"]
+    iy = vf - ey - col["gaze_y"]
     r_iris = np.sqrt(ix * ix + iy * iy)
-    _paint(img, alpha(r_iris - eh * 0.95) * eye_a, ident.iris)
-    _paint(img, alpha(r_iris - eh * 0.45) * eye_a, (0.03, 0.03, 0.03))
-    d_lid = np.maximum(np.abs(vf - top) - 0.012, np.abs(du) - ew * 1.05)
-    _paint(img, line_alpha(d_lid, 0.85), (0.08, 0.05, 0.05))
-    d_low = np.maximum(np.abs(vf - bot) - 0.006, np.abs(du) - ew * 0.9)
-    _paint(img, line_alpha(d_low, 0.3), dark)
+    _paint(sub, cv.alpha(r_iris - eh * 0.95) * eye_a, ident.iris)
+    _paint(sub, cv.alpha(r_iris - eh * 0.45) * eye_a, (0.03, 0.03, 0.03))
+    cv.paint(w, np.maximum(np.abs(vf - top) - 0.012, np.abs(du) - ew * 1.05), (0.08, 0.05, 0.05), 0.85)
+    cv.paint(w, np.maximum(np.abs(vf - bot) - 0.006, np.abs(du) - ew * 0.9), dark, 0.3)
 
-    # brows
+    # brows: AU1 lifts the inner ends, AU2 the outer ends, AU4 pulls them down and together
+    w = cv.window(brow_base - 0.07, es + ident.brow_len * 0.5 + 0.05, 0.17)
+    auf, vf = np.abs(cv.uf[w]), cv.vf[w]
     u_in = es - ident.brow_len * 0.5 - 0.04 * au["AU4"]
     u_out = es + ident.brow_len * 0.5
     y_in = brow_base - 0.16 * au["AU1"] + 0.1 * au["AU4"] - 0.03 * au["AU2"]
@@ -565,11 +645,14 @@ def render_frames(params: ClipParams, indices: Sequence[int], image_size: int = 
     sb = (auf - u_in) / (u_out - u_in)
     arch = ident.brow_arch * (1.0 + au["AU2"] - 0.6 * au["AU4"])
     yb = y_in + (y_out - y_in) * sb - arch * 4.0 * sb * (1.0 - sb)
-    d_brow = np.maximum(np.abs(vf - yb) - ident.brow_thick * (0.55 - 0.2 * np.clip(sb, 0, 1)),
-                        (np.abs(sb - 0.5) - 0.5) * (u_out - u_in))
-    _paint(img, line_alpha(d_brow, 0.95), hair * 0.8)
+    d = np.maximum(np.abs(vf - yb) - ident.brow_thick * (0.55 - 0.2 * np.clip(sb, 0.0, 1.0)),
+                   (np.abs(sb - 0.5) - 0.5) * (u_out - u_in))
+    cv.paint(w, d, hair * 0.8, 0.95)
 
     # mouth: lips, cavity, teeth, the closed-mouth line, the smirk dimple
+    w = cv.window(ident.mouth_y + 0.09, mw_max + 0.08, 0.26)
+    uf, vf = cv.uf[w], cv.vf[w]
+    auf = np.abs(uf)
     sm = uf / mw
     q = np.clip(1.0 - sm * sm, 0.0, 1.0)
     g = np.sqrt(q)
@@ -579,54 +662,61 @@ def render_frames(params: ClipParams, indices: Sequence[int], image_size: int = 
     yu = mid - opening * 0.3 * q - 0.05 * au["AU10"] * g
     yl = mid + opening * q
     th = ident.lip_thick * (1.0 - 0.65 * au["AU24"]) * (1.0 - 0.3 * au["AU20"])
-    d_lips = np.maximum(auf - mw, np.maximum(yu - th * g - vf, vf - yl - 1.2 * th * g))
-    _paint(img, line_alpha(d_lips, 1.0), ident.lip)
-    d_cav = np.maximum(auf - mw * 0.96, np.maximum(yu - vf, vf - yl))
-    cav_a = line_alpha(d_cav, 1.0)
-    _paint(img, cav_a, (0.25, 0.06, 0.08))
-    d_teeth = np.maximum(auf - mw * 0.75, vf - np.minimum(yl, yu + 0.045))
-    _paint(img, alpha(d_teeth) * cav_a, (0.92, 0.9, 0.84))
-    d_line = np.maximum(np.abs(vf - mid) - 0.011, auf - mw)
-    _paint(img, line_alpha(d_line, 0.8), (0.2, 0.05, 0.06))
+    cv.paint(w, np.maximum(auf - mw, np.maximum(yu - th * g - vf, vf - yl - 1.2 * th * g)), ident.lip)
+    cav_a = cv.alpha(np.maximum(auf - mw * 0.96, np.maximum(yu - vf, vf - yl))) * cv.face_in[w]
+    sub = cv.img[(slice(None),) + w]
+    _paint(sub, cav_a, (0.25, 0.06, 0.08))
+    _paint(sub, cv.alpha(np.maximum(auf - mw * 0.75, vf - np.minimum(yl, yu + 0.045))) * cav_a, (0.92, 0.9, 0.84))
+    cv.paint(w, np.maximum(np.abs(vf - mid) - 0.011, auf - mw), (0.2, 0.05, 0.06), 0.8)
     if float(au["AU14"].max()) > 0.02:
         d = np.sqrt((uf - side * (mw + 0.03)) ** 2 + (vf - my - dy_smirk) ** 2) - 0.015
-        _paint(img, line_alpha(d, 0.6 * au["AU14"]), dark)
+        cv.paint(w, d, dark, 0.6 * au["AU14"])
 
     # hair fringe over the forehead
-    fringe = np.maximum(d_face, vf - (ident.hairline + 0.035 * np.cos(uf * 14.0)))
-    _paint(img, alpha(fringe), hair)
+    w = cv.window((ident.hairline - ident.face_h) / 2, ident.face_w + 0.05, (ident.face_h + ident.hairline) / 2 + 0.1)
+    cv.paint(w, np.maximum(d_face[w], cv.vf[w] - (ident.hairline + 0.035 * np.cos(cv.uf[w] * 14.0))), hair,
+             inside_face=False)
 
+    x, y = _grid(size)
+    img = cv.img
     if params.occlusion is not None and float(col["occ_on"].max()) > 0:
-        _occlude(img, params.occlusion, x, y, col, alpha)
+        _occlude(cv, params.occlusion, x, y, col)
 
     angle, strength, brightness = params.light
-    light = brightness * (1.0 + strength * (np.cos(angle) * x + np.sin(angle) * y))
-    img *= light[..., None] * np.asarray(params.cast, np.float32)
+    light = brightness * (1.0 + strength * (np.cos(angle) * x + np.sin(angle) * y))  # [1, S, S]
+    img *= light[None] * (np.asarray(params.cast, np.float32) * 255.0)[:, None, None, None]
+    bank = _noise_bank(size)
+    amount = np.float32(params.noise * 255.0)
     for j, t in enumerate(idx):
-        r = _rng(params.seed, _STREAM_NOISE, params.index, int(t))
-        img[j] += r.standard_normal((size, size, 3), dtype=np.float32) * np.float32(params.noise)
-    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        h = _mix64(params.seed, params.index, int(t))
+        img[:, j] += np.roll(bank[h % len(bank)], ((h >> 8) % size, (h >> 20) % size), axis=(1, 2)) * amount
+    np.clip(img, 0.0, 255.0, out=img)
+    img += 0.5
+    return np.ascontiguousarray(img.astype(np.uint8).transpose(1, 2, 3, 0))
 
 
-def _occlude(img: np.ndarray, o: Mapping[str, Any], x: np.ndarray, y: np.ndarray,
-             col: Mapping[str, np.ndarray], alpha: Any) -> None:
+def _occlude(cv: _Canvas, o: Mapping[str, Any], x: np.ndarray, y: np.ndarray,
+             col: Mapping[str, np.ndarray]) -> None:
     on = col["occ_on"]
     px, py = x - col["occ_x"], y - col["occ_y"]
     c, s = math.cos(o["angle"]), math.sin(o["angle"])
     a = c * px + s * py
     b = -s * px + c * py
-    color = np.asarray(o["color"], np.float32)
     if o["kind"] == "bar":
         length, thick = o["size"]
-        _paint(img, alpha(np.maximum(np.abs(a) - length, np.abs(b) - thick)) * on, color)
+        d = np.maximum(np.abs(a) - length, np.abs(b) - thick)
+    else:
+        rx, ry = o["size"]
+        # a palm and four fingers pointing along -b
+        d = _ellipse_d(a, b, rx, ry)
+        for f in range(4):
+            fx = (f - 1.5) * rx * 0.5
+            d = np.minimum(d, _ellipse_d(a - fx, b + ry + 0.12 - 0.02 * abs(f - 1.5), rx * 0.2, 0.16))
+        _paint(cv.img, cv.alpha(d) * on, o["color"])
+        d = np.abs(d) - 0.012  # outline, so a hand over skin stays visible
+        _paint(cv.img, cv.alpha(d) * on, np.asarray(o["color"]) * 0.55)
         return
-    rx, ry = o["size"]
-    # a palm and four fingers pointing along -b
-    d = _ellipse_d(a, b, rx, ry)
-    for f in range(4):
-        fx = (f - 1.5) * rx * 0.5
-        d = np.minimum(d, _ellipse_d(a - fx, b + ry + 0.12 - 0.02 * abs(f - 1.5), rx * 0.2, 0.16))
-    _paint(img, alpha(d) * on, color)
+    _paint(cv.img, cv.alpha(d) * on, o["color"])
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,7 @@ OPTIONS: dict[str, Any] = {
 }
 
 
-def build_network(classes: list[str], class_texts: list[str], options: dict[str, Any], num_frames: int,
-                  device: str = "cpu"):
+def build_network(class_texts: list[str], options: dict[str, Any], num_frames: int, device: str = "cpu"):
     from dferbench.models.clip import create_clip
     from dferbench.models.dferclip import DFERCLIP
 
@@ -55,7 +54,7 @@ class DFERCLIPMethod:
         if any(len(t) != 1 for t in texts):
             raise DferbenchError(f"DFER-CLIP reads one sentence per class; text set {ctx.options['text']!r} "
                                  "gives several (an ensemble): choose a single-sentence text set")
-        self.model = build_network(ctx.classes, [t[0] for t in texts], ctx.options,
+        self.model = build_network([t[0] for t in texts], ctx.options,
                                    ctx.config["data"]["num_frames"], ctx.device)
 
     def fit(self, train, monitor) -> dict[str, Any]:
@@ -89,4 +88,5 @@ class DFERCLIPMethod:
 def dferbench_register_models(register):
     presets = {p.stem: str(p) for p in sorted(PRESETS_DIR.glob("*.toml"))}
     register("dferclip", DFERCLIPMethod, options=OPTIONS, presets=presets, family="text-based", temporal=True,
+             network=build_network,
              description="DFER-CLIP: CLIP + temporal transformer + learnable-context class descriptions")

@@ -121,7 +121,8 @@ def evaluate(model: str, dataset: str, checkpoint: str | Path, *, folds: list[in
              echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Evaluate a trained checkpoint (dferbench's or the DFER-CLIP authors') on the test
     split of ``folds`` (default: fold 1); results are recorded like a run's, with the
-    selection policy ``checkpoint``."""
+    selection policy ``checkpoint``. ``--set model.clip_model=NAME`` names the CLIP
+    architecture of a non-standard checkpoint; data settings come from the model's preset."""
     from dferbench.models.checkpoints import load_authors_checkpoint
 
     if model != "dferclip":
@@ -137,7 +138,10 @@ def evaluate(model: str, dataset: str, checkpoint: str | Path, *, folds: list[in
         texts: list[str] = network.class_texts
         echo(f"loaded dferbench checkpoint {checkpoint}")
     else:
-        loaded = load_authors_checkpoint(checkpoint)
+        # The architecture is inferred from tensor shapes unless the user names it: shapes
+        # cannot tell the attention head count of a non-OpenAI CLIP.
+        named = plan.config["model"]["clip_model"] != plan.preset["model"]["clip_model"]
+        loaded = load_authors_checkpoint(checkpoint, clip_model_name=plan.config["model"]["clip_model"] if named else None)
         network, texts = loaded.model, loaded.class_texts
         echo(f"loaded the DFER-CLIP authors' checkpoint {checkpoint}: architecture {loaded.clip_model_name or 'custom'}, "
              f"epoch {loaded.epoch}, {len(loaded.dropped_keys)} duplicated clip_model_ keys dropped, "

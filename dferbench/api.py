@@ -36,20 +36,50 @@ def models_for(dataset: str) -> list[str]:
     return names
 
 
+SUITES_DIR = Path(__file__).parent / "suites"
+
+
+def suites() -> dict[str, str]:
+    """Named suites (``dferbench/suites/*.toml``) and their descriptions."""
+    from dferbench.config import read_toml
+
+    return {p.stem: read_toml(p).get("description", "") for p in sorted(SUITES_DIR.glob("*.toml"))}
+
+
+def expand(model: str, dataset: str) -> list[tuple[str, list[str]]]:
+    """``(model, overrides)`` entries for a model name, ``all``, or ``suite:NAME``.
+
+    Suite entries whose model is not installed or cannot run on ``dataset`` are left out
+    (a suite names plugins that may not be installed); an unknown suite is an error."""
+    from dferbench.config import read_toml
+    from dferbench.errors import unknown_name
+
+    if model == "all":
+        return [(name, []) for name in models_for(dataset)]
+    if not model.startswith("suite:"):
+        return [(model, [])]
+    name = model[len("suite:"):]
+    if name not in suites():
+        raise unknown_name("suite", name, suites())
+    available = set(models_for(dataset))
+    return [(entry["model"], list(entry.get("set", [])))
+            for entry in read_toml(SUITES_DIR / f"{name}.toml").get("run", []) if entry["model"] in available]
+
+
 def run(model: str, dataset: str, *, config: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
         folds: list[int] | None = None, seeds: list[int] | None = None, output: str | Path = "results",
         device: str | None = None, progress: bool | None = None, skip_existing: bool = True,
         echo: Callable[[str], None] = print, **settings: Any) -> list[dict[str, Any]]:
-    """Run ``model`` (or ``"all"``) on ``dataset`` under its protocol; return one result per unit.
+    """Run ``model`` (a name, ``"all"`` or ``"suite:NAME"``) on ``dataset`` under its protocol;
+    return one result per unit.
 
     ``settings`` are overrides as keywords, ``"section.key"`` or ``section__key``:
     ``run("dferclip", "synthetic", train__epochs=2)``. Everything is validated before
     any unit starts; finished units are skipped on a rerun with the same config.
     """
-    names = models_for(dataset) if model == "all" else [model]
-    all_overrides = list(overrides) + _as_overrides(settings)
-    plans = [runner.plan(name, dataset, config_file=config, overrides=all_overrides, folds=folds, seeds=seeds,
-                         device=device) for name in names]
+    common = list(overrides) + _as_overrides(settings)
+    plans = [runner.plan(name, dataset, config_file=config, overrides=extra + common, folds=folds, seeds=seeds,
+                         device=device) for name, extra in expand(model, dataset)]
     results = []
     for p in plans:
         results += runner.run_plan(p, output=output, echo=echo, progress=progress, skip_existing=skip_existing)

@@ -49,7 +49,8 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--model", "-m", required=True, help="Model name (see `dferbench list models`), or `all`.")
+@click.option("--model", "-m", required=True,
+              help="Model name (see `dferbench list models`), `all`, or `suite:NAME` (see `dferbench list suites`).")
 @click.option("--dataset", "-d", required=True, help="Dataset name (see `dferbench list datasets`).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file overriding the preset.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
@@ -135,13 +136,16 @@ def plugins_cmd() -> None:
 
 
 @cli.command(name="list")
-@click.argument("what", type=click.Choice(["models", "datasets", "prompts"]))
+@click.argument("what", type=click.Choice(["models", "datasets", "prompts", "suites"]))
 def list_cmd(what) -> None:
-    """List registered models, datasets or prompt text sets with one-line descriptions."""
+    """List registered models, datasets, prompt text sets or suites with one-line descriptions."""
     from tabulate import tabulate
 
-    from dferbench import plugins
+    from dferbench import api, plugins
 
+    if what == "suites":
+        click.echo(tabulate(sorted(api.suites().items()), headers=["name", "description"]))
+        return
     registry = {"models": plugins.models, "datasets": plugins.datasets, "prompts": plugins.prompts}[what]()
     rows = [[name, reg.plugin, reg.description] for name, reg in sorted(registry.items())]
     click.echo(tabulate(rows, headers=["name", "plugin", "description"]))

@@ -87,3 +87,13 @@ def test_plan_records_variant_name(toy_plugin):
     plan = runner.plan("toy-model", "toy", overrides=["model.lr=0.1"])
     assert plan.run_name == "toy-model[lr=0.1]"
     assert runner.plan("toy-model", "toy").run_name == "toy-model"
+
+
+def test_suites_expand_to_model_variants(toy_plugin):
+    entries = api.expand("suite:paper", "synthetic")
+    assert ("zeroshot-clip", ["model.text=descriptors"]) in entries
+    assert ("dferclip", ["model.temporal_depth=0"]) in entries
+    assert all(name in api.models_for("synthetic") for name, _ in entries)
+    assert ("toy-model", []) in api.expand("all", "toy")
+    with pytest.raises(DferbenchError, match="unknown suite 'papr'. Did you mean 'paper'?"):
+        api.expand("suite:papr", "synthetic")

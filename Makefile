@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch/torchvision ranges live in pyproject.toml; these pins pick the builds served here.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: run test venv leaderboards check-leaderboards clean
+.PHONY: run test venv leaderboards check-leaderboards docs clean
 
 $(BIN)/dferbench: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ leaderboards: venv
 
 check-leaderboards: venv
 	$(BIN)/dferbench leaderboard --check
+
+docs: venv
+	$(BIN)/python -m dferbench.clidoc
 
 clean:
 	rm -rf runs .pytest_cache

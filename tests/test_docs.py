@@ -20,3 +20,9 @@ def test_every_hook_is_documented_with_its_signature():
 def test_readme_shows_the_two_commands():
     readme = (ROOT / "README.md").read_text()
     assert "make run" in readme and "make test" in readme
+
+
+def test_cli_reference_is_current():
+    from dferbench import clidoc
+
+    assert (ROOT / "docs" / "cli.md").read_text() == clidoc.render(), "run `python -m dferbench.clidoc`"

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,8 +16,6 @@ from dferbench.errors import DferbenchError
 
 
 def _as_overrides(overrides: dict[str, Any]) -> list[str]:
-    import json
-
     out = []
     for key, value in overrides.items():
         dotted = key.replace("__", ".")
@@ -179,6 +178,24 @@ def evaluate(model: str, dataset: str, checkpoint: str | Path, *, folds: list[in
              f"class texts {'read from the checkpoint' if loaded.texts_recovered else 'given'}")
     plan.run_name = f"{model}[checkpoint={checkpoint.name}]"
     return runner.run_plan(plan, output=output, echo=echo, fixed_network=(network, texts))
+
+
+def check_data(dataset: str, *, root: str | None = None, overrides: list[str] | tuple[str, ...] = (),
+               decode: bool = True):
+    """Validate a dataset on disk without training; returns a report with ``.ok`` and
+    ``.format()`` (missing clips, frame-count mismatches, unreadable files, bad labels,
+    duplicates, train/test overlap, malformed annotation lines with file and line)."""
+    import copy
+
+    from dferbench import config as cfg
+    from dferbench import plugins
+    from dferbench.data.checks import check_dataset
+
+    reg = plugins.get("dataset", dataset)
+    base = copy.deepcopy(cfg.CORE_DEFAULTS)
+    base["data"].update(reg.options)
+    settings = cfg.apply_overrides(base, list(overrides) + ([f"data.root={json.dumps(root)}"] if root else []))
+    return check_dataset(dataset, settings["data"], decode=decode)
 
 
 def leaderboard(results: str | Path = "results", out: str | Path = "leaderboards", datasets: list[str] | None = None,

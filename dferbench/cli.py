@@ -122,6 +122,48 @@ def leaderboard_cmd(results, out, datasets, check) -> None:
         click.echo(f"wrote {p}")
 
 
+@cli.command(name="check-data")
+@click.option("--dataset", "-d", required=True, help="dfew, ferv39k, mafw or custom.")
+@click.option("--root", type=click.Path(file_okay=False), help="The dataset's folder (same as --set data.root=...).")
+@click.option("--set", "overrides", multiple=True, metavar="data.KEY=VALUE",
+              help="Dataset setting, e.g. --set data.annotations=/path/to/txt (repeatable).")
+@click.option("--no-decode", is_flag=True, help="Check listings and split files only; do not decode every frame.")
+def check_data(dataset, root, overrides, no_decode) -> None:
+    """Validate a dataset on disk without training; exit 1 when it is not usable.
+
+    \b
+    Reports missing clips, annotated frame counts that disagree with the files, unreadable
+    or truncated images and videos, labels out of range, duplicate clips, clips in both
+    train and test of a fold, and malformed annotation lines (file:line).
+    """
+    from dferbench import api
+
+    report = api.check_data(dataset, root=root, overrides=overrides, decode=not no_decode)
+    click.echo(report.format())
+    if not report.ok:
+        sys.exit(1)
+
+
+@cli.group()
+def bench() -> None:
+    """Performance benchmarks (numbers for the README come from these)."""
+
+
+@bench.command(name="data")
+@click.option("--clips", default=100, show_default=True, help="Fake clips written to a temporary folder.")
+@click.option("--workers", default=1, show_default=True, help="DataLoader workers (1 = one process, interleaved).")
+@click.option("--augmentation", default="dfew", show_default=True, type=click.Choice(["dfew", "ferv39k", "mafw"]))
+@click.option("--root", type=click.Path(file_okay=False), help="Keep the fake clips here instead of a temp folder.")
+def bench_data(clips, workers, augmentation, root) -> None:
+    """Clips/s of the training data pipeline: straightforward per-frame PIL vs fast vs packed."""
+    from tabulate import tabulate
+
+    from dferbench.bench_data import benchmark_loading
+
+    rows = benchmark_loading(root, clips, workers, augmentation=augmentation)
+    click.echo(tabulate(rows, headers="keys", tablefmt="pipe"))
+
+
 @cli.command(name="plugins")
 def plugins_cmd() -> None:
     """List loaded plugins, their versions and the hooks they implement."""

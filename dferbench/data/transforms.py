@@ -140,8 +140,8 @@ class ClipTransform:
         """Apply ``params`` to every frame of ``frames`` (uint8 ``[T,H,W,3]``)."""
         clip = _as_uint8_clip(frames)  # [T,3,H,W] view with channels-last strides
         if params.angle is not None:
-            clip = rotate_nearest(clip, params.angle)
-        if params.crop is not None:
+            clip = rotate_nearest(clip, params.angle, params.crop)
+        elif params.crop is not None:
             top, left, h, w = params.crop
             clip = clip[:, :, top : top + h, left : left + w]
         if params.brightness is not None:
@@ -155,9 +155,10 @@ class ClipTransform:
             clip = F.interpolate(
                 clip, size=(size, size), mode="bilinear", align_corners=False, antialias=True
             )
+        clip = clip.contiguous()  # to [T,3,S,S] layout while still uint8: 4x less to move
         if params.flip:
             clip = clip.flip(-1)
-        out = clip.to(torch.float32).div_(255.0).contiguous()
+        out = clip.to(torch.float32).div_(255.0)
         if self.normalize == "clip":
             mean = torch.tensor(CLIP_MEAN, dtype=out.dtype).view(1, 3, 1, 1)
             std = torch.tensor(CLIP_STD, dtype=out.dtype).view(1, 3, 1, 1)
@@ -169,8 +170,11 @@ class ClipTransform:
         return self.apply(frames, self.sample_params(height, width, rng))
 
 
-def _pil_rotation_source_index(height: int, width: int, angle: float) -> np.ndarray:
-    """Flat source pixel of each output pixel of PIL's ``rotate(angle)``; ``H*W`` = fill."""
+def _pil_rotation_source_index(
+    height: int, width: int, angle: float, box: tuple[int, int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flat source pixel of each pixel of ``box`` in PIL's ``rotate(angle)`` output, and a
+    mask of the pixels that fall outside the source (black fill)."""
     # Mirrors Pillow: Image.rotate builds the inverse affine matrix (rounded to 15
     # digits) and ImagingTransformAffine samples it in 16.16 fixed point at pixel centres.
     theta = -math.radians(angle % 360.0)
@@ -183,22 +187,36 @@ def _pil_rotation_source_index(height: int, width: int, angle: float) -> np.ndar
     def fix(v: float) -> int:
         return math.floor(v * 65536.0 + 0.5)
 
-    y, x = np.mgrid[0:height, 0:width].astype(np.int64)
+    top, left, h, w = box
+    y = np.arange(top, top + h, dtype=np.int64)[:, None]
+    x = np.arange(left, left + w, dtype=np.int64)[None, :]
     xi = (fix(c + a * 0.5 + b * 0.5) + y * fix(b) + x * fix(a)) >> 16
     yi = (fix(f + d * 0.5 + e * 0.5) + y * fix(e) + x * fix(d)) >> 16
-    inside = (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height)
-    return np.where(inside, yi * width + xi, height * width).ravel()
+    outside = (xi < 0) | (xi >= width) | (yi < 0) | (yi >= height)
+    index = np.clip(yi, 0, height - 1) * width + np.clip(xi, 0, width - 1)
+    return index.ravel(), outside.ravel()
 
 
-def rotate_nearest(clip: torch.Tensor, angle: float) -> torch.Tensor:
-    """Rotate every frame of a uint8 ``[T,3,H,W]`` clip like PIL ``Image.rotate(angle)``."""
-    t, _, h, w = clip.shape
+def rotate_nearest(
+    clip: torch.Tensor, angle: float, box: tuple[int, int, int, int] | None = None
+) -> torch.Tensor:
+    """Rotate every frame of a uint8 ``[T,3,H,W]`` clip like PIL ``Image.rotate(angle)``.
+
+    With ``box = (top, left, h, w)`` only that region of the rotated frames is computed
+    (rotation then crop, without the pixels the crop throws away).
+    """
+    t, _, height, width = clip.shape
+    box = box or (0, 0, height, width)
     if angle % 360.0 == 0.0:
-        return clip
-    pixels = clip.permute(0, 2, 3, 1).reshape(t, h * w, 3)
-    pixels = torch.cat([pixels, pixels.new_zeros(t, 1, 3)], dim=1)  # index H*W = black fill
-    index = torch.from_numpy(_pil_rotation_source_index(h, w, angle))
-    return pixels.index_select(1, index).reshape(t, h, w, 3).permute(0, 3, 1, 2)
+        top, left, h, w = box
+        return clip[:, :, top : top + h, left : left + w]
+    pixels = clip.permute(0, 2, 3, 1).contiguous().numpy()  # a view when it came from HWC
+    index, outside = _pil_rotation_source_index(height, width, angle, box)
+    # Gathering 3-byte pixels as one opaque item each is ~2x faster than a uint8 gather.
+    rgb = pixels.view(np.dtype("V3")).reshape(t, height * width)
+    out = np.take(rgb, index, axis=1).view(np.uint8).reshape(t, box[2] * box[3], 3)
+    out[:, outside] = 0
+    return torch.from_numpy(out.reshape(t, box[2], box[3], 3)).permute(0, 3, 1, 2)
 
 
 def _as_uint8_clip(frames: np.ndarray | torch.Tensor) -> torch.Tensor:

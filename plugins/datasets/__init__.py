@@ -1,0 +1,47 @@
+"""The real DFER datasets and user-described ones, loaded from a path the user gives."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from dferbench import hookimpl
+
+# Option defaults join the run's [data] section; keep in sync with the factories' reads.
+COMMON = {"root": "", "annotations": "", "frames_dir": "", "frame_order": "natural", "skip_bad_clips": False}
+CUSTOM = {"file": "", "augmentation": "none", "frame_order": "natural", "skip_bad_clips": False}
+
+
+def build_dfew(options: Mapping[str, Any]):
+    from dferbench.data.datasets import build_dfew
+
+    return build_dfew(options)
+
+
+def build_ferv39k(options: Mapping[str, Any]):
+    from dferbench.data.datasets import build_ferv39k
+
+    return build_ferv39k(options)
+
+
+def build_mafw(options: Mapping[str, Any]):
+    from dferbench.data.datasets import build_mafw
+
+    return build_mafw(options)
+
+
+def build_custom(options: Mapping[str, Any]):
+    from dferbench.data.datasets import build_custom
+
+    return build_custom(options)
+
+
+@hookimpl
+def dferbench_register_datasets(register):
+    register("dfew", build_dfew, options=dict(COMMON),
+             description="DFEW: 11,697 movie clips, 7 classes, 5 folds (data.root = the DFEW release)")
+    register("ferv39k", build_ferv39k, options=dict(COMMON),
+             description="FERV39k: 38,935 clips, 7 classes, one train/test split (DFER-CLIP annotation files)")
+    register("mafw", build_mafw, options=dict(COMMON),
+             description="MAFW: 9,172 single-label clips, 11 classes, 5 folds (DFER-CLIP annotation files)")
+    register("custom", build_custom, options=dict(CUSTOM),
+             description="Your own clips (frame folders or videos) listed in a CSV or TOML file (data.file)")

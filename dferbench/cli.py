@@ -73,7 +73,9 @@ def run(model, dataset, config_file, overrides, folds, seeds, output, device, re
 
     api.run(model, dataset, config=config_file, overrides=overrides, folds=_ints(folds), seeds=_ints(seeds),
             output=output, device=device, skip_existing=not rerun, echo=lambda m: click.echo(m, err=True))
-    if show:
+    from dferbench.distributed import is_main_process
+
+    if show and is_main_process():  # under torchrun only rank 0 prints
         click.echo(leaderboard.render(dataset, Path(output))[0])
 
 
@@ -162,6 +164,188 @@ def bench_data(clips, workers, augmentation, root) -> None:
 
     rows = benchmark_loading(root, clips, workers, augmentation=augmentation)
     click.echo(tabulate(rows, headers="keys", tablefmt="pipe"))
+
+
+@bench.command(name="cache")
+@click.option("--model", "-m", default="zeroshot-clip", show_default=True, help="A model that reads frozen features.")
+@click.option("--dataset", "-d", default="synthetic", show_default=True)
+@click.option("--folds", default="1,2", show_default=True, help="Comma-separated folds.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a setting.")
+def bench_cache(model, dataset, folds, overrides) -> None:
+    """Wall time of several prompt variants x folds without, then with, the frozen-feature cache."""
+    from tabulate import tabulate
+
+    from dferbench.bench_cache import benchmark_cache
+
+    rows = benchmark_cache(model=model, dataset=dataset, folds=_ints(folds), overrides=list(overrides))
+    click.echo(tabulate(rows, headers="keys", tablefmt="pipe"))
+
+
+@bench.command(name="coop-memory")
+@click.option("--clip-model", default="ViT-B-32-quickgelu", show_default=True, help="open_clip architecture (random weights).")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "bf16", "fp32"]))
+@click.option("--batch-sizes", default="1,8,32", show_default=True, help="Comma-separated batch sizes.")
+def bench_coop_memory(clip_model, device, precision, batch_sizes) -> None:
+    """Memory and step time of one CoOp and one Co-CoOp training step, side by side."""
+    from tabulate import tabulate
+
+    from dferbench.bench_coop import coop_memory
+
+    rows = coop_memory(clip_model=clip_model, batch_sizes=_ints(batch_sizes), device=device, precision=precision)
+    click.echo(tabulate(rows, headers="keys", tablefmt="pipe"))
+
+
+@bench.command(name="train")
+@click.option("--model", "-m", default="dferclip", show_default=True, help="Model whose network is trained.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
+@click.option("--batch-size", type=int, help="Clips per step (default: 8 on CPU, 48 on CUDA).")
+@click.option("--frames", type=int, help="Frames per clip (default: 8 on CPU, 16 on CUDA).")
+@click.option("--steps", type=int, help="Timed steps per mode (default: 4 on CPU, 20 on CUDA).")
+@click.option("--warmup", type=int, help="Untimed steps before (default: 1 on CPU, 5 on CUDA).")
+@click.option("--workers", type=int, help="DataLoader workers (default: 0 on CPU, the CPUs less one on CUDA).")
+@click.option("--clip-model", help="open_clip architecture, random weights (default: dferbench-tiny on CPU, "
+              "ViT-B-32-quickgelu on CUDA).")
+@click.option("--modes", default="reference,fast", show_default=True,
+              help="Comma-separated: reference, fast, fast-cpu-decode, fast-compile, model-only-fp32, model-only-bf16.")
+@click.option("--root", type=click.Path(file_okay=False), help="Keep the JPEG frame folders here (default: temporary).")
+@click.option("--accuracy-seeds", help="Also train both modes for a few epochs on the synthetic benchmark with "
+              "these comma-separated seeds and compare UAR/WAR.")
+@click.option("--accuracy-epochs", default=2, show_default=True, help="Epochs of each accuracy run.")
+@click.option("--accuracy-clips", default=70, show_default=True, help="Synthetic clips (5 folds; fold 1 is used).")
+@click.option("--accuracy-frames", default=8, show_default=True, help="Frames per clip in the accuracy runs.")
+@click.option("--accuracy-batch-size", default=8, show_default=True, help="Batch size of the accuracy runs.")
+@click.option("--accuracy-pretrained", default="auto", show_default=True,
+              help="Weights of the tiny CLIP in the accuracy runs: auto (the shipped synthetic-face weights if "
+              "present, else random), an open_clip tag or file, or '' for random.")
+@click.option("--accuracy-lr-image", type=float, help="Image-encoder learning rate of the accuracy runs "
+              "(default: the paper's 1e-5; random weights need more).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the tables as JSON here.")
+def bench_train(model, device, batch_size, frames, steps, warmup, workers, clip_model, modes, root, accuracy_seeds,
+                accuracy_epochs, accuracy_clips, accuracy_frames, accuracy_batch_size, accuracy_pretrained,
+                accuracy_lr_image, json_out) -> None:
+    """Clips/s and peak memory of the authors' training loop (reference) vs dferbench's (fast).
+
+    \b
+    Same model, random initialisation, batch and device; frames are JPEG folders on disk.
+    Example (the README's GPU row): dferbench bench train --device cuda --accuracy-seeds 1,2,3
+    """
+    from dferbench import bench_train as bt
+    from dferbench.engine import resolve_device
+
+    device = resolve_device(device)
+    settings = bt.defaults(device)
+    for key, value in {"model": model, "batch_size": batch_size, "frames": frames, "steps": steps,
+                       "warmup": warmup, "workers": workers, "clip_model": clip_model}.items():
+        if value is not None:
+            setattr(settings, key, value)
+    settings.modes = [m.strip() for m in modes.split(",") if m.strip()]
+    env = bt.environment(device)
+    click.echo(f"device: {env['card']} ({device}); torch {env['torch']}, torchvision {env['torchvision']}, "
+               f"{env['cpus']} CPUs")
+    report: dict = {"environment": env, "settings": bt.settings_dict(settings)}
+    if settings.modes:  # --modes "" runs the accuracy comparison only
+        rows = bt.benchmark_training(settings, root=root, echo=lambda m: click.echo(m, err=True))
+        click.echo(bt.format_table(rows, bt.TIMING_KEYS))
+        report["timing"] = rows
+    seeds = _ints(accuracy_seeds)
+    if seeds:
+        compare = bt.CompareSettings(device=device, seeds=seeds, epochs=accuracy_epochs, num_clips=accuracy_clips,
+                                     frames=accuracy_frames, batch_size=accuracy_batch_size,
+                                     pretrained=accuracy_pretrained or None, lr_image=accuracy_lr_image,
+                                     workers=settings.workers if device.startswith("cuda") else 0)
+        acc = bt.compare_training(compare, root=root, echo=lambda m: click.echo(m, err=True))
+        click.echo("")
+        click.echo(bt.format_table(acc))
+        click.echo("")
+        click.echo(bt.format_table(bt.summarize_accuracy(acc)))
+        report.update(accuracy=acc, accuracy_summary=bt.summarize_accuracy(acc),
+                      accuracy_settings=bt.settings_dict(compare))
+    if json_out:
+        import json
+
+        Path(json_out).write_text(json.dumps(report, indent=1) + "\n")
+
+
+@cli.command()
+@click.option("--models", "-m", required=True, help="Comma-separated model names, `all` or `suite:NAME`.")
+@click.option("--datasets", "-d", required=True, help="Comma-separated dataset names.")
+@click.option("--folds", help="Comma-separated folds (default: every fold of each dataset).")
+@click.option("--seeds", help="Comma-separated seeds (default: each model's preset).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file overriding the presets.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a setting (repeatable).")
+@click.option("--output", "-o", default="results", show_default=True, type=click.Path(file_okay=False))
+@click.option("--device", help="Device of every unit (default: cuda if available).")
+@click.option("--executor", type=click.Choice(["local", "slurm", "ray"]), default="local", show_default=True)
+@click.option("--jobs", "-j", default=1, show_default=True,
+              help="Units at once: local processes, or the SLURM array's parallelism.")
+@click.option("--gpus", help="local: comma-separated GPU ids; job slot k uses GPU k mod N.")
+@click.option("--partition", help="slurm: partition.")
+@click.option("--time-min", default=240, show_default=True, help="slurm: time limit of one unit, minutes.")
+@click.option("--gpus-per-task", default=1, show_default=True, help="slurm/ray: GPUs per unit.")
+@click.option("--cpus-per-task", default=8, show_default=True, help="slurm/ray: CPUs per unit.")
+@click.option("--cluster", help="slurm: submitit cluster (`local` runs the array on this machine).")
+@click.option("--no-wait", is_flag=True, help="slurm: submit and return; rerun later (or `leaderboard`) to collect.")
+@click.option("--address", help="ray: address of the cluster to join (default: a local Ray instance).")
+@click.option("--rerun", is_flag=True, help="Run units again even when their result exists.")
+@click.option("--dry-run", is_flag=True, help="List the units and their `dferbench run` commands; run nothing.")
+def sweep(models, datasets, folds, seeds, config_file, overrides, output, device, executor, jobs, gpus, partition,
+          time_min, gpus_per_task, cpus_per_task, cluster, no_wait, address, rerun, dry_run) -> None:
+    """Run every (model, dataset, fold, seed) unit on processes, a SLURM cluster or Ray.
+
+    \b
+    Each unit writes its own result file exactly as `dferbench run` does, so finished units
+    are skipped on a rerun and `dferbench leaderboard` reads the results as usual.
+    Examples:
+      dferbench sweep -m dferclip,zeroshot-clip -d dfew,mafw --seeds 1,2,3 --executor local --jobs 4 --gpus 0,1,2,3
+      dferbench sweep -m suite:paper -d dfew --seeds 1,2,3 --executor slurm --jobs 64 --partition gpu
+    """
+    from tabulate import tabulate
+
+    from dferbench import sweep as sw
+
+    options = {}
+    if executor == "local":
+        options["gpus"] = [g.strip() for g in gpus.split(",")] if gpus else None
+    elif executor == "slurm":
+        options.update(cluster=cluster, partition=partition, time_min=time_min, gpus_per_task=gpus_per_task,
+                       cpus_per_task=cpus_per_task, wait=not no_wait)
+    else:
+        options.update(address=address, gpus_per_task=gpus_per_task if _cuda_default(device) else 0,
+                       cpus_per_task=cpus_per_task if address else 1)
+    rows = sw.sweep([m.strip() for m in models.split(",") if m.strip()],
+                    [d.strip() for d in datasets.split(",") if d.strip()], folds=_ints(folds), seeds=_ints(seeds),
+                    overrides=overrides, config=config_file, device=device, output=output, executor=executor,
+                    jobs=jobs, rerun=rerun, dry_run=dry_run, echo=lambda m: click.echo(m, err=True), **options)
+    keys = ["unit", "status", "uar", "war", "seconds", "job", "command", "error"]
+    keys = [k for k in keys if any(k in r for r in rows)]
+    click.echo(tabulate([[r.get(k, "") for k in keys] for r in rows], headers=keys))
+    if any(r["status"] == "failed" for r in rows):
+        sys.exit(1)
+
+
+def _cuda_default(device: str | None) -> bool:
+    if device:
+        return device.startswith("cuda")
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@cli.command(name="pretrain-clip", context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def pretrain_clip(args) -> None:
+    """Rebuild the embedded face-domain tiny CLIP (dferbench-tiny, "dferbench-synthetic").
+
+    \b
+    Arguments are those of `python -m dferbench.pretrain` (pass --help to list them):
+      dferbench pretrain-clip --steps 1200 --batch-size 128 --out my-tiny-clip.safetensors
+    The shipped file's recipe, command and sha256 are in
+    dferbench/models/weights/dferbench-tiny-synthetic.json.
+    """
+    from dferbench import pretrain
+
+    pretrain.main(list(args))
 
 
 @cli.command(name="plugins")

@@ -23,7 +23,8 @@ def render() -> str:
     parts = ["# Command-line reference", "", "Generated from `--help` by `python -m dferbench.clidoc`; "
              "`tests/test_docs.py` fails when it is stale.", ""]
     for path, command in _walk(cli, ["dferbench"]):
-        with click.Context(command, info_name=" ".join(path), terminal_width=100, max_content_width=100) as ctx:
+        with click.Context(command, info_name=" ".join(path), terminal_width=100, max_content_width=100,
+                           help_option_names=["-h", "--help"]) as ctx:
             text = command.get_help(ctx)
         parts += [f"## {' '.join(path)}", "", "```text", text, "```", ""]
     return "\n".join(parts)

@@ -39,7 +39,8 @@ CORE_DEFAULTS: Config = {
         "image_size": 224,
         "normalize": "none",  # DFER-CLIP feeds [0, 1] pixels; "clip" = CLIP mean/std
         "augmentation": "auto",  # "auto" = the dataset's paper augmentation
-        "workers": 0,
+        "workers": -1,  # DataLoader workers; -1 = auto (none on CPU; on CUDA the rank's CPUs less one, max 16)
+        "pipeline": "auto",  # auto (gpu on CUDA, else cpu), cpu, gpu (decode+augment on the GPU), reference
     },
     "model": {},
     "train": {
@@ -48,6 +49,7 @@ CORE_DEFAULTS: Config = {
         "eval_batch_size": 64,
         "device": "auto",
         "precision": "auto",  # bf16 autocast on CUDA, fp32 on CPU; "fp32" forces fp32
+        "compile": False,  # torch.compile the network for training
     },
     "protocol": {
         "folds": [],  # empty = every fold of the dataset
@@ -59,7 +61,7 @@ CORE_DEFAULTS: Config = {
 # Keys that change where data lives or how much of the protocol runs, not the numbers
 # of one unit: they stay out of the config hash and out of variant names.
 NON_SEMANTIC_KEYS = {
-    "data.root", "data.annotations", "data.workers", "train.device",
+    "data.root", "data.annotations", "data.workers", "data.pipeline", "train.device", "train.compile",
     "train.eval_batch_size", "protocol.folds", "protocol.seeds",
 }
 
@@ -136,7 +138,15 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
     return config
 
 
+PRECISIONS = ("auto", "bf16", "fp32")
+PIPELINES = ("auto", "cpu", "gpu", "reference")
+
+
 def validate(config: Config) -> None:
+    if config["train"]["precision"] not in PRECISIONS:
+        raise DferbenchError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {config['train']['precision']!r}")
+    if config["data"]["pipeline"] not in PIPELINES:
+        raise DferbenchError(f"data.pipeline must be one of {', '.join(PIPELINES)}, got {config['data']['pipeline']!r}")
     protocol = config["protocol"]
     if protocol["selection"] not in SELECTION_POLICIES:
         raise DferbenchError(

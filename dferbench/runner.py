@@ -109,7 +109,8 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
 
     ``fixed_network`` = (trained network, its class texts) evaluates that network instead
     of building and training the model (selection policy ``checkpoint``)."""
-    from dferbench.data.loader import ClipSet
+    from dferbench import distributed as dist
+    from dferbench.data.loader import ClipSet, resolve_pipeline
     from dferbench.engine import effective_precision, resolve_device, seed_everything
     from dferbench.method import ModelContext, Monitor
     from dferbench.metrics import compute_metrics
@@ -123,7 +124,10 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
     missing = [f for f in folds if f not in dataset.splits]
     if missing:
         raise DferbenchError(f"dataset {run.dataset_name!r} has no fold {missing[0]}; valid folds: {dataset.folds}")
-    device = resolve_device(config["train"]["device"])
+    device = dist.init_from_env(resolve_device(config["train"]["device"]))  # torchrun: one GPU per rank
+    main_process = dist.is_main_process()
+    if not main_process:  # only rank 0 of a torchrun job talks and writes
+        echo, progress = (lambda _message: None), False
     data = config["data"]
     augmentation = dataset.augmentation if data["augmentation"] == "auto" else data["augmentation"]
     selection = "checkpoint" if fixed_network else config["protocol"]["selection"]
@@ -135,7 +139,8 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
         for seed in config["protocol"]["seeds"]:
             key = UnitKey(run.run_name, run.dataset_name, fold, seed, selection)
             path = key.path(Path(output))
-            existing = load_result(path) if skip_existing else None
+            existing = load_result(path) if skip_existing and main_process else None
+            existing = dist.broadcast_object(existing)  # every rank skips the same units
             if existing and existing.get("config_hash") == run.hash:
                 echo(f"skip  {run.run_name} on {run.dataset_name} fold {fold} seed {seed}: result exists ({path})")
                 results.append(existing)
@@ -147,7 +152,8 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
             def clipset(split: str) -> ClipSet:
                 return ClipSet(run.dataset_name, dataset.split(fold, split), dataset.reader,
                                num_frames=data["num_frames"], image_size=data["image_size"],
-                               normalize=data["normalize"], augmentation=augmentation, workers=data["workers"])
+                               normalize=data["normalize"], augmentation=augmentation, workers=data["workers"],
+                               pipeline=data["pipeline"])
 
             train, test = clipset("train"), clipset("test")
             workdir = Path(output) / ".work" / run.dataset_name
@@ -192,11 +198,14 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
                 "git_commit": git_commit(),
                 "device": device,
                 "precision": effective_precision(device, config["train"]["precision"]),
+                "data_pipeline": resolve_pipeline(data["pipeline"], device),
+                "world_size": dist.rank_world()[1],
                 "wall_seconds": round(time.perf_counter() - start, 2),
                 "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             }
-            preds = predictions_csv([r.clip_id for r in test.records], test.labels, logits, list(dataset.classes))
-            save_unit(path, result, preds)
+            if main_process:
+                preds = predictions_csv([r.clip_id for r in test.records], test.labels, logits, list(dataset.classes))
+                save_unit(path, result, preds)
             echo(f"done  {run.run_name} fold {fold} seed {seed}: UAR {result['uar']:.2f}  WAR {result['war']:.2f}"
                  f"  ({result['wall_seconds']:.1f}s)")
             results.append(result)

@@ -29,6 +29,8 @@ from torch import nn
 
 __all__ = [
     "CONFIG_DIR",
+    "SYNTHETIC_PRETRAINED",
+    "SYNTHETIC_WEIGHTS",
     "DFERBENCH_MODEL_CONFIGS",
     "register_model_configs",
     "create_clip",
@@ -44,6 +46,13 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 
 DFERBENCH_MODEL_CONFIGS: tuple[str, ...] = ("dferbench-test-tiny", "dferbench-tiny")
 """Architectures shipped in :data:`CONFIG_DIR` (file stem = open_clip model name)."""
+
+
+SYNTHETIC_PRETRAINED = "dferbench-synthetic"
+"""``pretrained`` tag of the shipped checkpoint pre-trained on synthetic faces (dferbench-tiny only)."""
+
+SYNTHETIC_WEIGHTS = Path(__file__).parent / "weights" / "dferbench-tiny-synthetic.safetensors"
+_SYNTHETIC_MODEL = "dferbench-tiny"
 
 
 def register_model_configs() -> list[str]:
@@ -103,8 +112,10 @@ def create_clip(
     Args:
         model_name: an open_clip architecture name, e.g. ``"ViT-B-32-quickgelu"`` (the
             DFER-CLIP backbone) or one of :data:`DFERBENCH_MODEL_CONFIGS`.
-        pretrained: ``None`` for random init, an open_clip tag such as ``"openai"``, or a
-            path to a local weights file (loaded by open_clip, strictly).
+        pretrained: ``None`` for random init, an open_clip tag such as ``"openai"``,
+            ``"dferbench-synthetic"`` (the shipped checkpoint pre-trained on synthetic faces
+            by ``dferbench.pretrain``; ``dferbench-tiny`` only), or a path to a local
+            weights file (loaded by open_clip, strictly).
         device: where to put the model.
 
     Returns:
@@ -115,12 +126,41 @@ def create_clip(
         raise ValueError(
             f"unknown open_clip model {model_name!r}; known: {', '.join(open_clip.list_models())}"
         )
+    if pretrained is not None and os.fspath(pretrained) == SYNTHETIC_PRETRAINED:
+        return _create_synthetic_clip(model_name, device)
     resolved = _resolve_pretrained(model_name, pretrained)
     model = open_clip.create_model(model_name, pretrained=resolved, precision="fp32", device=device)
     model.eval()
     tokenizer = open_clip.get_tokenizer(model_name)
     logger.info("built CLIP %s (pretrained=%s) on %s", model_name, resolved, device)
     return model, tokenizer
+
+
+def _create_synthetic_clip(model_name: str, device: str | torch.device) -> tuple[open_clip.CLIP, Any]:
+    """``dferbench-tiny`` with the shipped synthetic-face weights (stored fp16 or fp32, loaded fp32)."""
+    if model_name != _SYNTHETIC_MODEL:
+        raise ValueError(
+            f"pretrained={SYNTHETIC_PRETRAINED!r} exists only for model {_SYNTHETIC_MODEL!r}, "
+            f"not {model_name!r}"
+        )
+    if not SYNTHETIC_WEIGHTS.is_file():
+        command = f"python -m dferbench.pretrain --steps N --out {SYNTHETIC_WEIGHTS}"
+        try:
+            command = json.loads(SYNTHETIC_WEIGHTS.with_suffix(".json").read_text())["rebuild_command"]
+        except (OSError, ValueError, KeyError):
+            pass
+        raise FileNotFoundError(
+            f"the shipped synthetic-face CLIP weights are missing: {SYNTHETIC_WEIGHTS}. "
+            f"Rebuild them (from the repository root) with: {command}"
+        )
+    import safetensors.torch
+
+    model = open_clip.create_model(model_name, pretrained=None, precision="fp32", device="cpu")
+    state = safetensors.torch.load_file(str(SYNTHETIC_WEIGHTS))
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
+    model = model.to(device).eval()
+    logger.info("built CLIP %s with %s weights on %s", model_name, SYNTHETIC_WEIGHTS.name, device)
+    return model, open_clip.get_tokenizer(model_name)
 
 
 def build_clip_from_config(

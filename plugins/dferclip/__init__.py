@@ -68,7 +68,8 @@ class DFERCLIPMethod:
             lr_prompt=o["lr_prompt"])
         info = train_module(self.model, optimizer, scheduler, train, monitor, epochs=t["epochs"],
                             batch_size=t["batch_size"], device=self.ctx.device, seed=self.ctx.seed,
-                            precision=t["precision"], eval_batch_size=t["eval_batch_size"])
+                            precision=t["precision"], eval_batch_size=t["eval_batch_size"],
+                            compile=t.get("compile", False))
         if o["save_checkpoint"]:
             from dferbench.models.checkpoints import save_checkpoint
 

@@ -1,0 +1,600 @@
+"""Training benchmark: the authors' way of training DFER-CLIP against dferbench's, side by side.
+
+``dferbench bench train`` trains the same model (same random initialisation), with the
+same batch, on the same device and the same JPEG frame folders written to disk, in
+several modes, one after the other in one process:
+
+* ``reference`` -- what the authors' script does: fp32, each sampled frame opened with
+  PIL and transformed frame by frame (:mod:`dferbench.data.reference`), default collate,
+  PyTorch's default SGD, ``loss.item()`` after every step.
+* ``fast`` -- dferbench's defaults: bf16 autocast on CUDA, fused SGD on CUDA, only the
+  sampled frames decoded, JPEG decode + augmentation on the GPU when on CUDA (the
+  ``gpu`` pipeline) and otherwise libjpeg-turbo + one pass over the stacked uint8 clip,
+  pinned memory, persistent workers with deep prefetching, no per-step synchronisation.
+* ``fast-cpu-decode`` -- ``fast`` with the CPU pipeline (decode in the workers).
+* ``fast-compile`` -- ``fast`` plus ``torch.compile``.
+* ``model-only-fp32`` / ``model-only-bf16`` -- no data loading at all (one random batch
+  already on the device): the ceiling the input pipeline is measured against.
+
+Every mode runs ``warmup`` untimed steps, then ``steps`` timed ones; clips/s counts the
+whole loop, input included; ``eval_clips_per_s`` times ``eval_steps`` test-time batches
+(no augmentation, no gradients) after the training steps. Peak memory is the GPU's peak
+allocation on CUDA and the training process's peak resident set on the CPU (sampled;
+DataLoader workers not counted). On the CPU, subnormal floats are flushed to zero while
+timing (they make random steps 10x slower there).
+
+:func:`compare_training` trains both modes for a few epochs on the synthetic benchmark
+written as JPEG folders, for several seeds, to show that the fast path leaves UAR/WAR
+unchanged within seed noise.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import os
+import platform
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from dferbench.data.records import ClipRecord
+
+MODES: dict[str, dict[str, Any]] = {
+    "reference": {"precision": "fp32", "pipeline": "reference", "fused": False, "compile": False, "sync": True},
+    "fast": {"precision": "auto", "pipeline": "auto", "fused": None, "compile": False, "sync": False},
+    "fast-cpu-decode": {"precision": "auto", "pipeline": "cpu", "fused": None, "compile": False, "sync": False},
+    "fast-compile": {"precision": "auto", "pipeline": "auto", "fused": None, "compile": True, "sync": False},
+    "model-only-fp32": {"precision": "fp32", "pipeline": None, "fused": False, "compile": False, "sync": True},
+    "model-only-bf16": {"precision": "auto", "pipeline": None, "fused": None, "compile": False, "sync": False},
+}
+
+CLASSES = ["happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear"]
+
+
+@dataclass
+class BenchSettings:
+    """What one benchmark run measures. ``defaults(device)`` fills in the rest."""
+
+    device: str = "cpu"
+    model: str = "dferclip"
+    clip_model: str = "dferbench-tiny"
+    batch_size: int = 8
+    frames: int = 8
+    steps: int = 4
+    warmup: int = 1
+    workers: int = 0
+    augmentation: str = "dfew"
+    frame_size: int = 224  # the JPEGs on disk (face crops are 224 x 224)
+    frames_per_clip: int = 32
+    clips: int = 0  # 0 = (warmup + steps) batches: the timed window stays inside one epoch
+    seed: int = 1
+    eval_steps: int = 2  # inference batches timed after training (0 = none)
+    modes: list[str] = field(default_factory=lambda: ["reference", "fast"])
+
+
+def defaults(device: str) -> BenchSettings:
+    """CPU: the tiny CLIP, small batches (runs in the test suite). CUDA: the paper's setting,
+    ViT-B/32 with random weights, batch 48 x 16 frames."""
+    if device.startswith("cuda"):
+        from dferbench.data.loader import resolve_workers
+
+        return BenchSettings(device=device, clip_model="ViT-B-32-quickgelu", batch_size=48, frames=16, steps=20,
+                             warmup=5, eval_steps=10, workers=resolve_workers(-1, device))
+    return BenchSettings(device=device)
+
+
+def write_frame_folders(root: str | os.PathLike[str], num_clips: int, frames_per_clip: int, size: int = 224,
+                        processes: int = 0, distinct: int = 16) -> list[ClipRecord]:
+    """``num_clips`` folders of ``frames_per_clip`` synthetic JPEG frames (kept if present).
+
+    The first ``distinct`` clips are rendered; the others hard-link their files (same
+    bytes to decode, written in no time), so a benchmark can run a whole timed window
+    inside one epoch without minutes of set-up.
+    """
+    root = Path(root)
+    jobs = [(root / f"{c + 1:05d}", c, frames_per_clip, size) for c in range(num_clips)]
+
+    def complete(folder: Path) -> bool:
+        return folder.is_dir() and len(list(folder.glob("*.jpg"))) == frames_per_clip
+
+    todo = [j for j in jobs[:distinct] if not complete(j[0])]
+    processes = processes or min(8, os.cpu_count() or 1)
+    if todo and processes > 1 and len(todo) > 4:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            pool.starmap(_write_clip, todo)
+    else:
+        for job in todo:
+            _write_clip(*job)
+    for folder, c, n, _ in jobs[distinct:]:
+        if complete(folder):
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        source = jobs[c % distinct][0]
+        for i in range(n):
+            target = folder / f"{i + 1:05d}.jpg"
+            if not target.exists():
+                try:
+                    os.link(source / target.name, target)
+                except OSError:  # no hard links here: copy
+                    import shutil
+
+                    shutil.copyfile(source / target.name, target)
+    return [ClipRecord(f.name, str(f), n, c % len(CLASSES)) for f, c, n, _ in jobs]
+
+
+def _write_clip(folder: Path, clip: int, frames: int, size: int) -> None:
+    from PIL import Image
+
+    from dferbench.bench_data import fake_frame
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(frames):
+        Image.fromarray(fake_frame(clip, i, size)).save(folder / f"{i + 1:05d}.jpg", quality=90)
+
+
+class _PeakRSS:
+    """Peak resident set of this process while in the ``with`` block (sampled every 5 ms)."""
+
+    def __enter__(self) -> _PeakRSS:
+        self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self._rss())
+
+    @staticmethod
+    def _rss() -> int:
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:  # pragma: no cover - not Linux
+            import resource
+
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def _build(settings: BenchSettings, mode: dict[str, Any], pretrained: str | None = None,
+           lrs: dict[str, float] | None = None) -> tuple[Any, Any]:
+    from dferbench import api
+    from dferbench.engine import seed_everything
+
+    seed_everything(settings.seed)
+    model = api.build_model(settings.model, class_texts=[f"a face showing {c}." for c in CLASSES],
+                            clip_model=settings.clip_model, pretrained=pretrained, num_frames=settings.frames,
+                            device=settings.device)
+    if hasattr(model, "param_groups"):
+        from dferbench.models.dferclip import build_optimizer
+
+        optimizer, _ = build_optimizer(model, fused=mode["fused"], **(lrs or {}))
+    else:
+        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
+    return model, optimizer
+
+
+def _image_size(model: Any) -> int:
+    from dferbench.models.clip import clip_input_size
+
+    return clip_input_size(getattr(model, "image_encoder", model))
+
+
+def _endless(stream: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    for epoch in itertools.count():
+        for video, labels, _, _ in stream.epoch(epoch):
+            yield video, labels
+
+
+def run_mode(name: str, settings: BenchSettings, records: list[ClipRecord]) -> dict[str, Any]:
+    """Time ``settings.steps`` training steps of mode ``name``; one result row."""
+    from dferbench.data.loader import ClipSet
+    from dferbench.data.readers import FrameFolderReader
+    from dferbench.engine import effective_precision, train_step, wrap_for_training
+
+    mode = MODES[name]
+    device = settings.device
+    model, optimizer = _build(settings, mode)
+    size = _image_size(model)
+    net = wrap_for_training(model, device, compile=mode["compile"])
+    model.train()
+    pipeline, workers = "none", 0
+    if mode["pipeline"] is None:
+        g = torch.Generator().manual_seed(settings.seed)
+        video = torch.rand(settings.batch_size, settings.frames, 3, size, size, generator=g).to(device)
+        labels = torch.randint(len(CLASSES), (settings.batch_size,), generator=g).to(device)
+        batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = itertools.repeat((video, labels))
+    else:
+        clips = ClipSet("bench", records, FrameFolderReader(), num_frames=settings.frames, image_size=size,
+                        normalize="none", augmentation=settings.augmentation, workers=settings.workers,
+                        pipeline=mode["pipeline"])
+        stream = clips.batches(train=True, batch_size=settings.batch_size, device=device, seed=settings.seed,
+                               drop_last=True)
+        pipeline, workers = stream.pipeline, stream.workers
+        batches = _endless(stream)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(device)
+    eval_batches = _eval_batches(settings, mode, records, size, video if mode["pipeline"] is None else None)
+    input_s = 0.0
+    with _PeakRSS() as rss:
+        for step in range(settings.warmup + settings.steps):
+            if step == settings.warmup:
+                _sync(device)
+                start, input_s = time.perf_counter(), 0.0
+            t0 = time.perf_counter()
+            video, labels = next(batches)
+            input_s += time.perf_counter() - t0
+            loss = train_step(net, optimizer, video, labels, device=device, precision=mode["precision"])
+            if mode["sync"]:
+                loss.item()  # the authors' script logs loss.item() every step
+        _sync(device)
+        seconds = time.perf_counter() - start
+    loss_value = float(loss.item())
+    peak = torch.cuda.max_memory_allocated(device) if device.startswith("cuda") else rss.peak
+    eval_seconds = _time_eval(model, eval_batches, settings, mode["precision"])
+    del batches, eval_batches, net, model, optimizer
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    n = settings.steps * settings.batch_size
+    return {
+        "mode": name,
+        "precision": effective_precision(device, mode["precision"]),
+        "pipeline": pipeline,
+        "workers": workers,
+        "compile": mode["compile"],
+        "ms_per_step": round(1000 * seconds / settings.steps, 1),
+        "clips_per_s": round(n / seconds, 1),
+        "input_ms_per_step": round(1000 * input_s / settings.steps, 1),
+        "eval_clips_per_s": round(settings.eval_steps * settings.batch_size / eval_seconds, 1)
+        if settings.eval_steps else None,
+        "peak_mem_mb": round(peak / 2**20),
+        "final_loss": round(loss_value, 4),
+    }
+
+
+def _eval_batches(settings: BenchSettings, mode: dict[str, Any], records: list[ClipRecord], size: int,
+                  video: torch.Tensor | None) -> Iterator[torch.Tensor]:
+    """Test-time batches (no augmentation) through the mode's pipeline, for the eval timing."""
+    if not settings.eval_steps:
+        return iter(())
+    if video is not None:
+        return itertools.repeat(video)
+    from dferbench.data.loader import ClipSet
+    from dferbench.data.readers import FrameFolderReader
+
+    clips = ClipSet("bench", records, FrameFolderReader(), num_frames=settings.frames, image_size=size,
+                    normalize="none", augmentation="none", workers=settings.workers, pipeline=mode["pipeline"])
+    stream = clips.batches(train=False, batch_size=settings.batch_size, device=settings.device, persistent=True)
+    return (video for epoch in itertools.count() for video, *_ in stream.epoch(0))
+
+
+@torch.no_grad()
+def _time_eval(model: Any, batches: Iterator[torch.Tensor], settings: BenchSettings, precision: str) -> float:
+    """Seconds for ``settings.eval_steps`` inference batches (after one untimed batch)."""
+    from dferbench.engine import autocast
+
+    if not settings.eval_steps:
+        return 0.0
+    model.eval()
+    device = settings.device
+    for step in range(settings.eval_steps + 1):
+        if step == 1:
+            _sync(device)
+            start = time.perf_counter()
+        with autocast(device, precision):
+            model(next(batches))
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def paper_cost(train_clips_per_s: float, eval_clips_per_s: float, *, seeds: int = 3, methods: int = 1,
+               epochs: int = 50, eval_every_epoch: bool = True) -> list[dict[str, Any]]:
+    """GPU-hours of DFER-CLIP-style training for the paper's table, from measured throughputs.
+
+    Fold sizes (train/test clips, mean over folds): DFEW 5 x 9357/2339, FERV39k 1 x
+    31088/7847, MAFW 5 x 7338/1834 (``shared/reference/datasets.md``). ``eval_every_epoch``
+    is the paper's protocol (the test set is scored after every epoch); otherwise once.
+    """
+    sizes = {"DFEW": (5, 9357, 2339), "FERV39k": (1, 31088, 7847), "MAFW": (5, 7338, 1834)}
+    rows = []
+    for name, (folds, n_train, n_test) in sizes.items():
+        evals = epochs if eval_every_epoch else 1
+        unit_s = epochs * n_train / train_clips_per_s + evals * n_test / eval_clips_per_s
+        rows.append({"dataset": name, "units": folds * seeds * methods, "hours_per_unit": round(unit_s / 3600, 2),
+                     "gpu_hours": round(folds * seeds * methods * unit_s / 3600, 1)})
+    rows.append({"dataset": "total", "units": sum(r["units"] for r in rows), "hours_per_unit": None,
+                 "gpu_hours": round(sum(r["gpu_hours"] for r in rows), 1)})
+    return rows
+
+
+def environment(device: str) -> dict[str, Any]:
+    """Where the numbers come from: card or CPU, library versions."""
+    import torchvision
+
+    info = {"device": device, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "python": platform.python_version(), "cpus": os.cpu_count()}
+    if device.startswith("cuda"):
+        info["card"] = torch.cuda.get_device_name(device)
+    else:
+        info["card"] = platform.processor() or platform.machine()
+    return info
+
+
+def benchmark_training(settings: BenchSettings | None = None, *, root: str | os.PathLike[str] | None = None,
+                       echo: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """One row per mode of ``settings.modes``; ``speedup`` is relative to the first mode.
+
+    The frame folders go to ``root`` (kept and reused) or a temporary folder.
+    """
+    settings = settings or defaults("cpu")
+    unknown = [m for m in settings.modes if m not in MODES]
+    if unknown:
+        from dferbench.errors import DferbenchError
+
+        raise DferbenchError(f"unknown benchmark mode(s) {unknown}; valid: {', '.join(MODES)}")
+    if root is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            return benchmark_training(settings, root=tmp, echo=echo)
+    clips = settings.clips or (settings.warmup + settings.steps) * settings.batch_size
+    records = write_frame_folders(Path(root) / "frames", clips, settings.frames_per_clip, settings.frame_size)
+    rows: list[dict[str, Any]] = []
+    # On the CPU, subnormal floats (a saturated softmax at temperature 0.01 makes them in the
+    # backward pass) slow single steps down 10x at random; flushing them to zero keeps the
+    # timings comparable between modes. GPUs do not slow down on them.
+    flush = torch.set_flush_denormal(True) if not settings.device.startswith("cuda") else False
+    try:
+        for name in settings.modes:
+            if echo:
+                echo(f"bench train: {name} ...")
+            row = {**run_mode(name, settings, records), "batch": settings.batch_size, "frames": settings.frames,
+                   "clip_model": settings.clip_model, "device": settings.device}
+            rows.append(row)
+    finally:
+        if flush:
+            torch.set_flush_denormal(False)
+    for row in rows:
+        row["speedup"] = round(row["clips_per_s"] / rows[0]["clips_per_s"], 2)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------
+# Accuracy: a short training run in both modes
+
+
+@dataclass
+class CompareSettings:
+    device: str = "cpu"
+    clip_model: str = "dferbench-tiny"
+    pretrained: str | None = "auto"  # auto: the shipped synthetic-face weights of dferbench-tiny if present
+    lr_image: float | None = None  # None: the paper's 1e-5
+    num_clips: int = 70
+    fold: int = 1
+    epochs: int = 2
+    seeds: list[int] = field(default_factory=lambda: [1])
+    batch_size: int = 8
+    eval_batch_size: int = 32
+    frames: int = 8
+    render_size: int = 64
+    normalize: str = "clip"
+    workers: int = 0
+    modes: list[str] = field(default_factory=lambda: ["reference", "fast"])
+
+
+def write_synthetic_frames(root: str | os.PathLike[str], num_clips: int, render_size: int,
+                           processes: int = 0) -> Any:
+    """The synthetic benchmark (7 classes) as JPEG frame folders under ``root``; returns the
+    dataset with its records pointing at the folders and a frame-folder reader."""
+    from dferbench.data.readers import FrameFolderReader
+    from dferbench.data.records import DFERDataset
+    from dferbench.data.synthetic import make_synthetic_dataset
+
+    ds = make_synthetic_dataset(num_classes=7, num_clips=num_clips, image_size=render_size)
+    root = Path(root)
+    seen: dict[str, ClipRecord] = {}
+    for fold in ds.folds:
+        for split in ("train", "test"):
+            for r in ds.split(fold, split):
+                seen.setdefault(r.clip_id, r)
+    todo = [r for r in seen.values() if not (root / r.clip_id).is_dir()
+            or len(list((root / r.clip_id).glob("*.jpg"))) != r.n_frames]
+    processes = processes or min(8, os.cpu_count() or 1)
+    if processes > 1 and len(todo) > 8:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            pool.starmap(_write_synthetic_clip, [(ds.reader, r, root) for r in todo])
+    else:
+        for r in todo:
+            _write_synthetic_clip(ds.reader, r, root)
+
+    def moved(r: ClipRecord) -> ClipRecord:
+        return replace(r, source=str(root / r.clip_id))
+
+    splits = {f: {s: [moved(r) for r in ds.split(f, s)] for s in ("train", "test")} for f in ds.folds}
+    return DFERDataset(ds.name, list(ds.classes), splits, FrameFolderReader(), "dfew")
+
+
+def resolve_pretrained(pretrained: str | None, clip_model: str) -> str | None:
+    """``auto``: the synthetic-face weights shipped for ``dferbench-tiny`` when the file is
+    there (random weights rarely beat chance in a few epochs), else random weights."""
+    if pretrained != "auto":
+        return pretrained or None
+    from dferbench.models import clip
+
+    weights = getattr(clip, "SYNTHETIC_WEIGHTS", None)
+    if clip_model == "dferbench-tiny" and weights is not None and Path(weights).is_file():
+        return getattr(clip, "SYNTHETIC_PRETRAINED", "dferbench-synthetic")
+    return None
+
+
+def _write_synthetic_clip(reader: Any, record: ClipRecord, root: Path) -> None:
+    from PIL import Image
+
+    folder = root / record.clip_id
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, frame in enumerate(reader(record, range(record.n_frames))):
+        Image.fromarray(frame).save(folder / f"{i + 1:05d}.jpg", quality=95)
+
+
+def compare_training(settings: CompareSettings | None = None, *, root: str | os.PathLike[str] | None = None,
+                     echo: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """UAR/WAR after ``epochs`` epochs of DFER-CLIP in each mode, one row per (mode, seed).
+
+    Both modes see the same clips with the same sampled frames and augmentation
+    parameters (DFEW's brightness, crop, flip) in the same order; they differ in the
+    precision, the optimiser kernel and the pixel arithmetic of the pipelines.
+    """
+    from dferbench.data.loader import ClipSet
+    from dferbench.engine import predict_module, train_module
+    from dferbench.method import Monitor
+    from dferbench.metrics import compute_metrics
+
+    s = settings or CompareSettings()
+    pretrained = resolve_pretrained(s.pretrained, s.clip_model)
+    lrs = {"lr_image": s.lr_image} if s.lr_image is not None else {}
+    if root is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            return compare_training(s, root=tmp, echo=echo)
+    ds = write_synthetic_frames(Path(root) / "synthetic", s.num_clips, s.render_size)
+    rows = []
+    for seed in s.seeds:
+        for name in s.modes:
+            mode = MODES[name]
+            bench = BenchSettings(device=s.device, clip_model=s.clip_model, frames=s.frames, seed=seed)
+            model, optimizer = _build(bench, mode, pretrained=pretrained, lrs=lrs)
+            size = _image_size(model)
+
+            def clipset(split: str) -> ClipSet:
+                return ClipSet("synthetic", ds.split(s.fold, split), ds.reader, num_frames=s.frames, image_size=size,
+                               normalize=s.normalize, augmentation="dfew" if split == "train" else "none",
+                               workers=s.workers, pipeline=mode["pipeline"])
+
+            start = time.perf_counter()
+            train_module(model, optimizer, None, clipset("train"), Monitor("last_epoch"), epochs=s.epochs,
+                         batch_size=s.batch_size, device=s.device, seed=seed, precision=mode["precision"],
+                         compile=mode["compile"])
+            test = clipset("test")
+            logits = predict_module(model, test, batch_size=s.eval_batch_size, device=s.device,
+                                    precision=mode["precision"], enabled_progress=False)
+            m = compute_metrics(test.labels, logits)
+            rows.append({"mode": name, "seed": seed, "uar": round(m["uar"], 2), "war": round(m["war"], 2),
+                         "seconds": round(time.perf_counter() - start, 1), "weights": pretrained or "random"})
+            if echo:
+                echo(f"bench train accuracy: {name} seed {seed}: UAR {m['uar']:.2f} WAR {m['war']:.2f}")
+            del model, optimizer
+            gc.collect()
+    return rows
+
+
+def summarize_accuracy(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and sample std over seeds per mode, and the paired fast-minus-reference gap."""
+    out = []
+    modes = list(dict.fromkeys(r["mode"] for r in rows))
+    for name in modes:
+        mine = [r for r in rows if r["mode"] == name]
+        row: dict[str, Any] = {"mode": name, "seeds": len(mine)}
+        for metric in ("uar", "war"):
+            values = np.array([r[metric] for r in mine])
+            row[f"{metric}_mean"] = round(float(values.mean()), 2)
+            row[f"{metric}_std"] = round(float(values.std(ddof=1)), 2) if len(values) > 1 else None
+        out.append(row)
+    if len(modes) == 2:
+        a, b = modes
+        for metric in ("uar", "war"):
+            gaps = [rb[metric] - ra[metric] for ra in rows if ra["mode"] == a
+                    for rb in rows if rb["mode"] == b and rb["seed"] == ra["seed"]]
+            out[1][f"{metric}_gap_vs_{a}"] = round(float(np.mean(gaps)), 2)
+    return out
+
+
+def format_table(rows: list[dict[str, Any]], keys: list[str] | None = None) -> str:
+    from tabulate import tabulate
+
+    keys = keys or list(dict.fromkeys(k for r in rows for k in r))
+    return tabulate([[r.get(k, "") for k in keys] for r in rows], headers=keys, tablefmt="pipe")
+
+
+TIMING_KEYS = ["mode", "device", "clip_model", "batch", "frames", "precision", "pipeline", "workers", "ms_per_step",
+               "clips_per_s", "speedup", "input_ms_per_step", "peak_mem_mb", "eval_clips_per_s"]
+
+
+def settings_dict(settings: Any) -> dict[str, Any]:
+    return asdict(settings)
+
+
+# ---------------------------------------------------------------------------------------
+# Summaries of saved reports (``python -m dferbench.bench_train summarize REPORT.json ...``)
+
+
+def summarize_reports(reports: list[dict[str, Any]]) -> str:
+    """Markdown: the timing tables with the card's name, the accuracy check, and the cost of
+    the paper's table extrapolated from the measured ``fast`` and ``reference`` throughputs."""
+    lines: list[str] = []
+    timing: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        env = report.get("environment", {})
+        if report.get("timing"):
+            lines += [f"### Training step, {env.get('card', '?')} ({env.get('device', '?')}), torch {env.get('torch', '?')}",
+                      "", format_table(report["timing"], TIMING_KEYS), ""]
+            for row in report["timing"]:
+                timing.setdefault(row["mode"], row)
+        if report.get("accuracy"):
+            acc = report["accuracy_settings"]
+            lines += [f"### Accuracy after {acc['epochs']} epochs ({acc['clip_model']}, "
+                      f"{rows_weights(report['accuracy'])} weights, synthetic, {acc['num_clips']} clips, fold "
+                      f"{acc['fold']}), {env.get('card', '?')}", "", format_table(report["accuracy"]), "",
+                      format_table(report["accuracy_summary"]), ""]
+    for mode in ("reference", "fast"):
+        row = timing.get(mode)
+        if row and row.get("eval_clips_per_s"):
+            lines += [f"### Paper table (DFER-CLIP recipe: 50 epochs, test scored every epoch, 3 seeds, one method), "
+                      f"`{mode}` at {row['clips_per_s']} train / {row['eval_clips_per_s']} eval clips/s", "",
+                      format_table(paper_cost(row["clips_per_s"], row["eval_clips_per_s"])), ""]
+    return "\n".join(lines)
+
+
+def rows_weights(rows: list[dict[str, Any]]) -> str:
+    return ", ".join(sorted({str(r.get("weights", "random")) for r in rows}))
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m dferbench.bench_train")
+    sub = parser.add_subparsers(dest="command", required=True)
+    summarize = sub.add_parser("summarize", help="Markdown tables from `dferbench bench train --json` reports")
+    summarize.add_argument("reports", nargs="+")
+    args = parser.parse_args(argv)
+    reports = []
+    for path in args.reports:
+        try:
+            reports.append(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as exc:
+            print(f"(skipping {path}: {exc})")
+    print(summarize_reports(reports))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""The DFER-CLIP paper's comparison methods (Zhao & Patras, BMVC 2023, Tables 4-5), each
+as faithful to its own paper as a video version allows; see shared/reference/baselines.md.
+
+- ``linear-probe``: L-BFGS logistic regression on frozen, frame-averaged CLIP features,
+  C searched on a validation split of the training fold (CLIP paper / CoOp's lpclip).
+- ``finetune`` / ``finetune-tm``: CLIP image encoder + linear head trained end to end, on
+  the mean of the frame features / after DFER-CLIP's temporal transformer.
+- ``coop`` / ``cocoop``: learnable prompt context (Co-CoOp: plus the meta-net shift) with
+  frozen CLIP encoders, on frame-averaged features.
+
+Presets: ``presets/<model>/<dataset>.toml``, each commented with where its values come
+from. Frozen-encoder methods read image features from the on-disk feature cache.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dferbench import hookimpl
+
+PRESETS_DIR = Path(__file__).parent / "presets"
+
+CLIP = {
+    "clip_model": "ViT-B-32-quickgelu",  # the paper compares everything on CLIP ViT-B/32, OpenAI weights
+    "pretrained": "openai",  # open_clip tag, a local file, or "" for random weights
+}
+
+LINEAR_PROBE_OPTIONS: dict[str, Any] = {
+    **CLIP,
+    "val_fraction": 0.2,  # of the training fold, held out to choose C
+    "search_steps": 8,  # lpclip's halving steps after the coarse sweep
+    "max_iter": 1000,  # CLIP paper / lpclip
+    "l2_normalize": False,  # lpclip feeds raw image features
+    "refit_on_full_train": True,  # CLIP_benchmark: refit on train + validation with the chosen C
+    "feature_cache": True,
+}
+
+FINETUNE_OPTIONS: dict[str, Any] = {
+    **CLIP,
+    "lr_image": 1e-5,  # DFER-CLIP's image-encoder rate
+    "lr_head": 1e-2,  # new layer: DFER-CLIP's rate for its new temporal layers
+    "momentum": 0.9,
+    "weight_decay": 1e-4,
+    "milestones": [30, 40],
+    "gamma": 0.1,
+}
+
+FINETUNE_TM_OPTIONS: dict[str, Any] = {
+    **FINETUNE_OPTIONS,
+    "temporal_depth": 1,  # DFER-CLIP's temporal transformer
+    "lr_temporal": 1e-2,  # DFER-CLIP's temporal-model rate
+}
+
+_PROMPT_OPTIMISER = {
+    "lr": 0.002,  # CoOp/Co-CoOp configs (Dassl): SGD 0.002, momentum 0.9, weight decay 5e-4
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "warmup_epochs": 1,  # one constant warm-up epoch at 1e-5, then cosine
+    "warmup_lr": 1e-5,
+    "train_on_cached_features": False,  # CoOp trains on augmented clips; true: cached, un-augmented features
+    "feature_cache": True,
+}
+
+COOP_OPTIONS: dict[str, Any] = {
+    **CLIP,
+    "text": "class-names",  # CoOp's prompt: "X X ... X <class name>."
+    "n_ctx": 16,  # CoOp's default; ignored with ctx_init (its word count)
+    "class_specific": False,  # CoOp's default generic context; true = CSC
+    "class_token_position": "end",  # end / middle / front
+    "ctx_init": "",  # "" = random N(0, 0.02); e.g. "a photo of a"
+    **_PROMPT_OPTIMISER,
+}
+
+COCOOP_OPTIONS: dict[str, Any] = {
+    **CLIP,
+    "text": "class-names",
+    "n_ctx": 4,  # Co-CoOp's configs: 4 context tokens initialised from "a photo of a"
+    "ctx_init": "a photo of a",
+    **_PROMPT_OPTIMISER,
+}
+
+
+def _presets(model: str) -> dict[str, str]:
+    return {p.stem: str(p) for p in sorted((PRESETS_DIR / model).glob("*.toml"))}
+
+
+def _factory(name: str):
+    """Import a method's module only when a run builds it (the registry stays light)."""
+
+    def build(ctx):
+        if name == "linear-probe":
+            from dferbench_plugins.baselines.linear_probe import LinearProbe as cls
+        elif name in ("finetune", "finetune-tm"):
+            from dferbench_plugins.baselines.finetune import FineTune as cls
+        elif name == "coop":
+            from dferbench_plugins.baselines.prompting import CoOpMethod as cls
+        else:
+            from dferbench_plugins.baselines.prompting import CoCoOpMethod as cls
+        return cls(ctx)
+
+    return build
+
+
+@hookimpl
+def dferbench_register_models(register):
+    register("linear-probe", _factory("linear-probe"), options=LINEAR_PROBE_OPTIONS, presets=_presets("linear-probe"),
+             family="classifier-based", temporal=False,
+             description="Linear probe: L-BFGS logistic regression on frozen mean CLIP features, C searched on train")
+    register("finetune", _factory("finetune"), options=FINETUNE_OPTIONS, presets=_presets("finetune"),
+             family="classifier-based", temporal=False,
+             description="Full fine-tuning: CLIP image encoder + linear head on the mean frame feature")
+    register("finetune-tm", _factory("finetune-tm"), options=FINETUNE_TM_OPTIONS, presets=_presets("finetune-tm"),
+             family="classifier-based", temporal=True,
+             description="Full fine-tuning with DFER-CLIP's temporal transformer before the linear head")
+    register("coop", _factory("coop"), options=COOP_OPTIONS, presets=_presets("coop"), family="text-based",
+             temporal=False, description="CoOp: learnable prompt context, frozen CLIP, mean frame feature")
+    register("cocoop", _factory("cocoop"), options=COCOOP_OPTIONS, presets=_presets("cocoop"), family="text-based",
+             temporal=False, description="Co-CoOp: CoOp + per-clip meta-net context shift (batched)")

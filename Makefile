@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch/torchvision ranges live in pyproject.toml; these pins pick the builds served here.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: run test venv leaderboards check-leaderboards docs clean
+.PHONY: run test venv leaderboards check-leaderboards synthetic-table docs clean
 
 $(BIN)/dferbench: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,11 +16,17 @@ $(BIN)/dferbench: pyproject.toml
 
 venv: $(BIN)/dferbench
 
-## Set up, run the default benchmark (zero-shot CLIP and DFER-CLIP on synthetic), print the leaderboard.
+## Set up, run the default benchmark (zero-shot CLIP and DFER-CLIP on synthetic, 5 folds), print the leaderboard.
 run: venv
-	$(BIN)/dferbench run --model zeroshot-clip --dataset synthetic --output runs/default --no-leaderboard
+	$(BIN)/dferbench run --model suite:default --dataset synthetic --output runs/default --no-leaderboard
 	$(BIN)/dferbench leaderboard --results runs/default --out runs/default/leaderboards --dataset synthetic
 	cat runs/default/leaderboards/synthetic.md
+
+## Regenerate the committed synthetic results and leaderboards (one torch thread: reproducible, see tests/test_reproduce_results.py).
+synthetic-table: venv
+	OMP_NUM_THREADS=1 $(BIN)/dferbench run --model suite:paper --dataset synthetic --no-leaderboard
+	OMP_NUM_THREADS=1 $(BIN)/dferbench run --model suite:paper --dataset synthetic-11 --no-leaderboard
+	$(BIN)/dferbench leaderboard
 
 ## Set up and run the test suite (slow end-to-end tests included: SLOW=0 skips them).
 test: venv

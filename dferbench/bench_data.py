@@ -19,8 +19,6 @@ Run ``python -m dferbench.bench_data ROOT --clips 200 --workers 1`` to print the
 
 from __future__ import annotations
 
-import argparse
-import glob
 import os
 import tempfile
 import time
@@ -32,6 +30,7 @@ import torch
 
 from dferbench.data.readers import FrameFolderReader, list_frames
 from dferbench.data.records import ClipRecord
+from dferbench.data.reference import reference_clip
 from dferbench.data.sampling import segment_indices
 from dferbench.data.transforms import ClipTransform, build_clip_transform
 
@@ -68,33 +67,8 @@ def write_fake_clips(
 def straightforward_clip(record: ClipRecord, rng: np.random.Generator, transform: ClipTransform,
                          num_frames: int) -> torch.Tensor:
     """One clip through a per-frame PIL pipeline like the official loader."""
-    import torchvision.transforms.functional as F1
-    from PIL import Image
-
-    paths = glob.glob(os.path.join(record.source, "*"))
-    paths.sort()
-    indices = segment_indices(len(paths), num_frames, train=True, rng=rng)
-    images = [Image.open(paths[int(i)]).convert("RGB") for i in indices]
-    w, h = images[0].size
-    p = transform.sample_params(h, w, rng)
-    size = transform.image_size
-    out = []
-    for im in images:
-        if p.brightness is not None:
-            im = F1.adjust_brightness(im, p.brightness)
-        if p.angle is not None:
-            im = im.rotate(p.angle)
-        if p.crop is not None:
-            top, left, ch, cw = p.crop
-            im = F1.resized_crop(im, top, left, ch, cw, [size, size], F1.InterpolationMode.BILINEAR)
-        else:
-            im = im.resize((size, size), Image.BILINEAR)
-        if p.flip:
-            im = F1.hflip(im)
-        out.append(im)
-    stacked = np.concatenate([np.asarray(im) for im in out], axis=2)  # official Stack()
-    tensor = torch.from_numpy(stacked).permute(2, 0, 1).contiguous().float().div(255)
-    return tensor.reshape(-1, 3, size, size)
+    indices = segment_indices(record.n_frames, num_frames, train=True, rng=rng)
+    return reference_clip(record, indices, transform, rng)
 
 
 def fast_clip(record: ClipRecord, rng: np.random.Generator, transform: ClipTransform,

@@ -155,7 +155,11 @@ def _create_synthetic_clip(model_name: str, device: str | torch.device) -> tuple
         )
     import safetensors.torch
 
-    model = open_clip.create_model(model_name, pretrained=None, precision="fp32", device="cpu")
+    logging.disable(logging.WARNING)  # open_clip warns "initialized randomly": the weights load next
+    try:
+        model = open_clip.create_model(model_name, pretrained=None, precision="fp32", device="cpu")
+    finally:
+        logging.disable(logging.NOTSET)
     state = safetensors.torch.load_file(str(SYNTHETIC_WEIGHTS))
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
     model = model.to(device).eval()

@@ -33,6 +33,11 @@ def _pm(values: list[float]) -> str:
     return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}"
 
 
+def has_temporal_model(result: dict[str, Any]) -> bool:
+    """A temporal model counts unless the run switched it off (``temporal_depth = 0``)."""
+    return bool(result.get("temporal")) and result.get("config", {}).get("model", {}).get("temporal_depth", 1) != 0
+
+
 def aggregate(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Group unit results by (run name, selection); one dict per leaderboard row."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -47,7 +52,7 @@ def aggregate(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "model": units[0]["model"],
             "variant": units[0]["variant"],
             "family": units[0].get("family", ""),
-            "temporal": units[0].get("temporal", False),
+            "temporal": has_temporal_model(units[0]),
             "selection": selection,
             "uar": float(np.mean([u["uar"] for u in units])),
             "uar_text": _pm([u["uar"] for u in units]),

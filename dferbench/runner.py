@@ -186,7 +186,7 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
                 "normalize": data["normalize"],
                 "augmentation": augmentation,
                 "family": run.model.extra.get("family", ""),
-                "temporal": bool(run.model.extra.get("temporal", False)),
+                "temporal": bool(run.model.extra.get("temporal", False)) and config["model"].get("temporal_depth", 1) != 0,
                 "config_hash": run.hash,
                 "config": config,
                 "fit": fit_info,

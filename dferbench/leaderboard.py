@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -27,44 +27,46 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "._+-" else "-" for c in text).strip("-")
 
 
-def _pm(values: list[float]) -> str:
+def _pm(values: Any) -> str:
+    """``mean ± sample std`` of a pandas Series, or the value alone for one unit."""
     if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}"
+        return f"{values.iloc[0]:.2f}"
+    return f"{values.mean():.2f} ± {values.std(ddof=1):.2f}"
 
 
-def has_temporal_model(result: dict[str, Any]) -> bool:
+def has_temporal_model(result: Mapping[str, Any]) -> bool:
     """A temporal model counts unless the run switched it off (``temporal_depth = 0``)."""
     return bool(result.get("temporal")) and result.get("config", {}).get("model", {}).get("temporal_depth", 1) != 0
 
 
 def aggregate(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Group unit results by (run name, selection); one dict per leaderboard row."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in results:
-        groups.setdefault((r["run_name"], r["selection"]), []).append(r)
+    import pandas as pd
+
+    if not results:
+        return []
+    frame = pd.DataFrame(results).sort_values(["fold", "seed"])
     rows = []
-    for (run_name, selection), units in groups.items():
-        units.sort(key=lambda r: (r["fold"], r["seed"]))
-        hashes = sorted({u["config_hash"] for u in units})
+    for (run_name, selection), units in frame.groupby(["run_name", "selection"], sort=False):
+        first = units.iloc[0]
         rows.append({
             "run_name": run_name,
-            "model": units[0]["model"],
-            "variant": units[0]["variant"],
-            "family": units[0].get("family", ""),
-            "temporal": has_temporal_model(units[0]),
+            "model": first["model"],
+            "variant": first["variant"],
+            "family": first.get("family", "") or "",
+            "temporal": has_temporal_model(first),
             "selection": selection,
-            "uar": float(np.mean([u["uar"] for u in units])),
-            "uar_text": _pm([u["uar"] for u in units]),
-            "war_text": _pm([u["war"] for u in units]),
-            "folds": sorted({u["fold"] for u in units}),
-            "seeds": sorted({u["seed"] for u in units}),
-            "confusion": np.sum([np.array(u["confusion"]) for u in units], axis=0),
-            "classes": units[0]["classes"],
-            "config_hash": ",".join(hashes),
-            "frames": units[0]["num_frames"],
-            "size": units[0]["image_size"],
-            "normalize": units[0]["normalize"],
+            "uar": float(units["uar"].mean()),
+            "uar_text": _pm(units["uar"]),
+            "war_text": _pm(units["war"]),
+            "folds": sorted(set(units["fold"])),
+            "seeds": sorted(set(units["seed"])),
+            "confusion": np.sum([np.array(c) for c in units["confusion"]], axis=0),
+            "classes": first["classes"],
+            "config_hash": ",".join(sorted(set(units["config_hash"]))),
+            "frames": first["num_frames"],
+            "size": first["image_size"],
+            "normalize": first["normalize"],
         })
     rows.sort(key=lambda r: (-r["uar"], r["run_name"]))
     return rows

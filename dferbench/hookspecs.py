@@ -48,6 +48,7 @@ class RegisterModel(Protocol):
         presets: Mapping[str, str | Mapping[str, Any]] | None = None,
         family: str = "",
         temporal: bool = False,
+        network: Callable[..., Any] | None = None,
     ) -> None: ...
 
 
@@ -88,7 +89,10 @@ def dferbench_register_models(register: RegisterModel) -> None:
       overrides any config section (``model``, ``train``, ``data``, ``protocol``) with
       the published settings for that dataset.
     - ``family``: ``"classifier-based"`` or ``"text-based"`` (leaderboard column);
-      ``temporal``: whether the method models time (leaderboard column).
+      ``temporal``: whether the method models time (leaderboard column; a run with
+      ``temporal_depth = 0`` counts as without).
+    - ``network`` (optional): ``network(class_texts, options, num_frames, device)`` returning
+      the bare ``torch.nn.Module``, for ``dferbench.api.build_model``.
 
     ``factory(ctx)`` receives a :class:`dferbench.method.ModelContext` (class names,
     effective config, device, seed, output directory) and returns a

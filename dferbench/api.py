@@ -79,9 +79,10 @@ def run(model: str, dataset: str, *, config: str | Path | None = None, overrides
     common = list(overrides) + _as_overrides(settings)
     plans = [runner.plan(name, dataset, config_file=config, overrides=extra + common, folds=folds, seeds=seeds,
                          device=device) for name, extra in expand(model, dataset)]
-    results = []
+    results, datasets = [], {}
     for p in plans:
-        results += runner.run_plan(p, output=output, echo=echo, progress=progress, skip_existing=skip_existing)
+        results += runner.run_plan(p, output=output, echo=echo, progress=progress, skip_existing=skip_existing,
+                                   datasets=datasets)
     return results
 
 

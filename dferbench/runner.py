@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -104,11 +105,14 @@ class FixedNetwork:
 
 def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[str], None] = print,
              progress: bool | None = None, skip_existing: bool = True,
-             fixed_network: tuple[Any, list[str]] | None = None) -> list[dict[str, Any]]:
+             fixed_network: tuple[Any, list[str]] | None = None,
+             datasets: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Run every (fold, seed) unit of ``run``; return the result dicts (new and resumed).
 
     ``fixed_network`` = (trained network, its class texts) evaluates that network instead
-    of building and training the model (selection policy ``checkpoint``)."""
+    of building and training the model (selection policy ``checkpoint``). ``datasets``, a
+    dict shared by the plans of one call, keeps each dataset built once per ``[data]``
+    section instead of re-scanning the disk for every model of a suite."""
     from dferbench import distributed as dist
     from dferbench.data.loader import ClipSet, resolve_pipeline
     from dferbench.engine import effective_precision, resolve_device, seed_everything
@@ -119,7 +123,11 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
     progress = progress_enabled() if progress is None else progress
     config = run.config
     dataset_reg = plugins.get("dataset", run.dataset_name)
-    dataset = dataset_reg.target(dict(config["data"]))
+    key = json.dumps([run.dataset_name, config["data"]], sort_keys=True)
+    datasets = {} if datasets is None else datasets
+    if key not in datasets:
+        datasets[key] = dataset_reg.target(dict(config["data"]))
+    dataset = datasets[key]
     folds = config["protocol"]["folds"] or dataset.folds
     missing = [f for f in folds if f not in dataset.splits]
     if missing:

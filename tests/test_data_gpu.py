@@ -55,7 +55,7 @@ def test_gpu_pipeline_decodes_only_the_distinct_sampled_frames(folders):
                             np.random.default_rng(0))
     assert raw.jpegs is not None and len(raw.jpegs) == 5
     assert raw.order.tolist() == [0, 1, 2, 3, 4, 4, 4, 4]
-    video = gpu.finish_batch([raw], transform, "cpu")
+    video = gpu.finish_batch(gpu.RawBatch([raw]), transform, "cpu")
     assert video.shape == (1, 8, 3, 48, 48) and video.dtype == torch.float32
     assert torch.equal(video[0, 4], video[0, 7])
 

@@ -12,8 +12,8 @@ nearest-neighbour rotation as a gather, the crop as a view, brightness as
 Pixels agree with the CPU pipeline to within a grey level or two (nvJPEG's IDCT and
 chroma upsampling differ slightly from libjpeg-turbo's; the resize runs in float and is
 rounded, where the CPU resizes in uint8). Frames that are not JPEG (PNG folders, video
-files, synthetic or packed readers) are decoded by the workers and shipped as uint8,
-four times smaller than the float clips of the CPU pipeline, and augmented on the device.
+files, synthetic or packed readers) are decoded by the workers, shipped as uint8 and
+augmented on the device. A batch travels from a worker as one :class:`RawBatch`.
 
 Everything here also runs with ``device="cpu"`` (torchvision's CPU decoder), which is how
 the tests check it against the CPU pipeline.
@@ -32,25 +32,69 @@ import torch.nn.functional as F
 
 from dferbench.data.readers import AutoReader, BadClipError, FrameFolderReader, is_video_file
 from dferbench.data.records import ClipRecord
-from dferbench.data.transforms import CLIP_MEAN, CLIP_STD, ClipParams, ClipTransform, _pil_rotation_source_index
+from dferbench.data.transforms import ClipParams, ClipTransform, _pil_rotation_source_index, to_unit_float
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 class RawClip:
-    """One clip as a worker hands it over: encoded (``jpegs``) or decoded (``frames``)
-    distinct frames, ``order`` (which distinct frame each of the T positions shows) and
-    the clip's augmentation ``params``."""
+    """One clip as a worker reads it: the encoded (``jpegs``) or decoded (``frames``,
+    uint8 ``[K, H, W, 3]``) distinct frames, ``order`` (which distinct frame each of the T
+    positions shows) and the clip's augmentation ``params``."""
 
     __slots__ = ("jpegs", "frames", "order", "params")
 
-    def __init__(self, *, order: torch.Tensor, params: ClipParams, jpegs: list[torch.Tensor] | None = None,
+    def __init__(self, *, order: np.ndarray, params: ClipParams, jpegs: list[bytes] | None = None,
                  frames: torch.Tensor | None = None):
         self.jpegs, self.frames, self.order, self.params = jpegs, frames, order, params
 
-    def pin_memory(self) -> RawClip:  # called by DataLoader(pin_memory=True)
-        if self.frames is not None:
-            self.frames = self.frames.pin_memory()
+
+class RawBatch:
+    """The :class:`RawClip` of one batch as a worker hands them over, packed: the JPEG bytes
+    of every clip in one uint8 tensor (``jpeg_data``, cut by ``jpeg_sizes``; clip ``c`` owns
+    ``counts[c]`` consecutive JPEGs), the decoded frames of the other clips in another
+    (``pixels``, cut by ``shapes``). A batch then crosses the process boundary as two
+    shared-memory blocks instead of a file descriptor per frame, hundreds per batch, which
+    exhausts the descriptors a process may receive once many workers prefetch deeply."""
+
+    __slots__ = ("jpeg_data", "jpeg_sizes", "counts", "pixels", "shapes", "orders", "params")
+
+    def __init__(self, clips: Sequence[RawClip]):
+        jpegs = [j for c in clips if c.jpegs is not None for j in c.jpegs]
+        decoded = [c.frames for c in clips if c.frames is not None]
+        self.jpeg_sizes = [len(j) for j in jpegs]
+        self.jpeg_data = torch.frombuffer(bytearray(b"".join(jpegs)), dtype=torch.uint8) if jpegs else None
+        self.counts = [len(c.jpegs) if c.jpegs is not None else 0 for c in clips]
+        self.shapes = [tuple(c.frames.shape) if c.frames is not None else None for c in clips]
+        self.pixels = torch.cat([f.reshape(-1) for f in decoded]) if decoded else None
+        self.orders = [c.order for c in clips]
+        self.params = [c.params for c in clips]
+
+    def __len__(self) -> int:
+        return len(self.orders)
+
+    def jpegs(self) -> list[torch.Tensor]:
+        """Every JPEG of the batch, as views of ``jpeg_data``."""
+        return list(self.jpeg_data.split(self.jpeg_sizes)) if self.jpeg_data is not None else []
+
+    def frames(self, device: str | torch.device) -> list[torch.Tensor | None]:
+        """Per clip: its decoded frames ``uint8 [K, 3, H, W]`` on ``device``, or None (JPEGs)."""
+        if self.pixels is None:
+            return [None] * len(self)
+        pixels = self.pixels.to(device, non_blocking=True)
+        out, start = [], 0
+        for shape in self.shapes:
+            if shape is None:
+                out.append(None)
+                continue
+            size = int(np.prod(shape))
+            out.append(pixels[start:start + size].view(shape).permute(0, 3, 1, 2))
+            start += size
+        return out
+
+    def pin_memory(self) -> RawBatch:  # called by DataLoader(pin_memory=True)
+        if self.pixels is not None:
+            self.pixels = self.pixels.pin_memory()
         return self
 
 
@@ -84,7 +128,7 @@ def read_raw_clip(reader: Any, record: ClipRecord, indices: Sequence[int], trans
     indices = [int(i) for i in indices]
     distinct = sorted(set(indices))
     position = {f: k for k, f in enumerate(distinct)}
-    order = torch.tensor([position[i] for i in indices], dtype=torch.int64)
+    order = np.array([position[i] for i in indices], dtype=np.int64)
     folder = _folder_reader(reader, record)
     if folder is not None:
         names = folder.frame_names(record)
@@ -107,8 +151,7 @@ def read_raw_clip(reader: Any, record: ClipRecord, indices: Sequence[int], trans
             if len(sizes) == 1:
                 (h, w), = sizes
                 params = transform.sample_params(h, w, rng)
-                return RawClip(order=order, params=params,
-                               jpegs=[torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in datas])
+                return RawClip(order=order, params=params, jpegs=datas)
     frames = reader(record, distinct)  # uint8 [K, H, W, 3], sizes already made equal
     params = transform.sample_params(frames.shape[1], frames.shape[2], rng)
     return RawClip(order=order, params=params, frames=torch.from_numpy(np.ascontiguousarray(frames)))
@@ -137,12 +180,7 @@ def apply_params(clip: torch.Tensor, params: ClipParams, transform: ClipTransfor
         x = x.round_().clamp_(0, 255)  # the CPU pipeline resizes in uint8
     if params.flip:
         x = x.flip(-1)
-    x = x.div_(255.0)
-    if transform.normalize == "clip":
-        mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
-        x = x.sub_(mean).div_(std)
-    return x
+    return to_unit_float(x, transform.normalize)
 
 
 def _same_size(frames: list[torch.Tensor]) -> torch.Tensor:
@@ -172,20 +210,17 @@ def decode(jpegs: list[torch.Tensor], device: str | torch.device) -> list[torch.
         return decode_jpeg(jpegs, mode=ImageReadMode.RGB, device=device)
 
 
-def finish_batch(raws: list[RawClip], transform: ClipTransform, device: str | torch.device) -> torch.Tensor:
-    """Decode and augment a batch of :class:`RawClip` on ``device`` -> ``float32 [B, T, 3, S, S]``."""
-    flat = [j for r in raws if r.jpegs is not None for j in r.jpegs]
-    decoded = decode(flat, device)
+def finish_batch(batch: RawBatch, transform: ClipTransform, device: str | torch.device) -> torch.Tensor:
+    """Decode and augment a :class:`RawBatch` on ``device`` -> ``float32 [B, T, 3, S, S]``."""
+    decoded = decode(batch.jpegs(), device)
+    orders = torch.from_numpy(np.stack(batch.orders)).to(device)  # one copy, not one per clip
     clips = []
     k = 0
-    for r in raws:
-        if r.jpegs is not None:
-            frames = _same_size(decoded[k:k + len(r.jpegs)])
-            k += len(r.jpegs)
-        else:
-            frames = r.frames.to(device, non_blocking=True).permute(0, 3, 1, 2)
-        clip = frames.index_select(0, r.order.to(frames.device))
-        clips.append(apply_params(clip, r.params, transform))
+    for c, (count, frames, params) in enumerate(zip(batch.counts, batch.frames(device), batch.params)):
+        if frames is None:
+            frames = _same_size(decoded[k:k + count])
+            k += count
+        clips.append(apply_params(frames.index_select(0, orders[c]), params, transform))
     return torch.stack(clips)
 
 

@@ -19,8 +19,8 @@ Neither touches torch's global random generator.
 Data pipelines (``data.pipeline``):
 
 * ``cpu``: workers decode only the sampled frames (simplejpeg) and augment the stacked
-  uint8 clip (:class:`~dferbench.data.transforms.ClipTransform`); float batches are
-  copied to the device.
+  uint8 clip (:class:`~dferbench.data.transforms.ClipTransform`); the batch travels to
+  the device as uint8 and is scaled (and normalised) there.
 * ``gpu``: workers read the sampled frames' JPEG bytes and draw the clip's augmentation
   parameters; the training process decodes them in one batched ``decode_jpeg`` on the
   device and augments there (:mod:`dferbench.data.gpu`). Non-JPEG frames and non-folder
@@ -28,6 +28,10 @@ Data pipelines (``data.pipeline``):
 * ``reference``: the authors' loader -- list the folder, open every sampled frame with
   PIL, transform frame by frame (:mod:`dferbench.data.reference`); for comparisons.
 * ``auto`` (default): ``gpu`` on CUDA when torchvision can decode JPEGs there, else ``cpu``.
+
+On CUDA the device-side step of each pipeline (copy, scaling, decoding and augmenting)
+runs for the next batches in a background thread on a stream of its own, overlapping the
+training step (:mod:`dferbench.data.prefetch`).
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from torch.utils.data._utils.collate import default_collate
 
 from dferbench.data.records import ClipRecord, FrameReader
 from dferbench.data.sampling import segment_indices
-from dferbench.data.transforms import build_clip_transform
+from dferbench.data.transforms import build_clip_transform, to_unit_float
 from dferbench.errors import DferbenchError
 
 PIPELINES: tuple[str, ...] = ("auto", "cpu", "gpu", "reference")
@@ -128,10 +132,10 @@ class ClipSet:
 
     def batches(self, *, train: bool, batch_size: int, device: str = "cpu", seed: int = 0,
                 drop_last: bool = False, rank: int = 0, world: int = 1,
-                persistent: bool | None = None) -> ClipBatches:
+                persistent: bool | None = None, prefetch: int | None = None) -> ClipBatches:
         """Batches on ``device``, epoch after epoch: see :class:`ClipBatches`."""
         return ClipBatches(self, train=train, batch_size=batch_size, device=device, seed=seed,
-                           drop_last=drop_last, rank=rank, world=world, persistent=persistent)
+                           drop_last=drop_last, rank=rank, world=world, persistent=persistent, prefetch=prefetch)
 
 
 def shuffled_order(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -208,17 +212,20 @@ class ClipBatches:
     Each item is ``(video [B, T, 3, S, S] float32, labels [B], clip indices [B] (CPU),
     global batch size)``; ``global batch size`` is the batch size summed over ranks (=
     ``B`` in a single process). With ``persistent`` (default: for training) the worker
-    processes live as long as this object instead of one epoch.
+    processes live as long as this object instead of one epoch. ``prefetch`` batches are
+    finished for the device ahead of the consumer (default: 2 on CUDA, 0 elsewhere).
     """
 
     def __init__(self, clips: ClipSet, *, train: bool, batch_size: int, device: str, seed: int = 0,
-                 drop_last: bool = False, rank: int = 0, world: int = 1, persistent: bool | None = None):
+                 drop_last: bool = False, rank: int = 0, world: int = 1, persistent: bool | None = None,
+                 prefetch: int | None = None):
         self.clips, self.device, self.train = clips, device, train
         self.pipeline = resolve_pipeline(clips.pipeline, device)
         self.workers = resolve_workers(clips.workers, device)
+        self.prefetch = (2 if device.startswith("cuda") else 0) if prefetch is None else prefetch
         self.plan = BatchPlan(len(clips), batch_size, train=train, seed=seed, drop_last=drop_last,
                               rank=rank, world=world)
-        self.dataset = _ClipDataset(clips, train=train, seed=seed, epoch=0, mode=self.pipeline)
+        self.dataset = _ClipDataset(clips, train=train, seed=seed, epoch=0, mode=self.pipeline, uint8=True)
         cuda = device.startswith("cuda")
         self.loader = DataLoader(
             self.dataset, batch_sampler=self.plan, num_workers=self.workers,
@@ -232,33 +239,51 @@ class ClipBatches:
         return len(self.plan)
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
+        from dferbench.data.prefetch import prefetched
+
         self.plan.set_epoch(epoch)
         sizes = [g for _, g in self.plan.plan()]
-        for (video, labels, index), global_size in zip(self.loader, sizes):
-            if self.pipeline == "gpu":
-                from dferbench.data.gpu import finish_batch
+        batches = prefetched(self.loader, self._to_device, device=self.device, depth=self.prefetch)
+        try:
+            for (video, labels, index), global_size in zip(batches, sizes):
+                yield video, labels, index, global_size
+        finally:
+            batches.close()
 
-                video = finish_batch(video, self.dataset.transform, self.device)
-            else:
-                video = video.to(self.device, non_blocking=True)
-            yield video, labels.to(self.device, non_blocking=True), index, global_size
+    def _to_device(self, batch: tuple[Any, torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                   torch.Tensor]:
+        video, labels, index = batch
+        if self.pipeline == "gpu":
+            from dferbench.data.gpu import finish_batch
+
+            video = finish_batch(video, self.dataset.transform, self.device)
+        else:
+            video = video.to(self.device, non_blocking=True)
+            if video.dtype == torch.uint8:
+                video = to_unit_float(video, self.dataset.transform.normalize)
+        return video, labels.to(self.device, non_blocking=True), index
 
 
-def _collate_raw(items: list[tuple[Any, int, int]]) -> tuple[list[Any], torch.Tensor, torch.Tensor]:
+def _collate_raw(items: list[tuple[Any, int, int]]) -> tuple[Any, torch.Tensor, torch.Tensor]:
+    from dferbench.data.gpu import RawBatch
+
     raws, labels, index = zip(*items)
-    return list(raws), torch.tensor(labels, dtype=torch.int64), torch.tensor(index, dtype=torch.int64)
+    return RawBatch(raws), torch.tensor(labels, dtype=torch.int64), torch.tensor(index, dtype=torch.int64)
 
 
 class _ClipDataset(Dataset):
-    """Item ``i`` or ``(epoch, i)`` -> ``(clip, label, i)``; ``clip`` is a float tensor, or
-    a :class:`~dferbench.data.gpu.RawClip` for the ``gpu`` pipeline."""
+    """Item ``i`` or ``(epoch, i)`` -> ``(clip, label, i)``; ``clip`` is a float tensor
+    (``uint8``: the ``cpu`` pipeline's clip before its scaling to [0, 1]), or a
+    :class:`~dferbench.data.gpu.RawClip` for the ``gpu`` pipeline."""
 
-    def __init__(self, clips: ClipSet, *, train: bool, seed: int, epoch: int, mode: str = "cpu"):
+    def __init__(self, clips: ClipSet, *, train: bool, seed: int, epoch: int, mode: str = "cpu",
+                 uint8: bool = False):
         self.clips = clips
         self.train = train
         self.seed = seed
         self.epoch = epoch
         self.mode = mode
+        self.uint8 = uint8
         augmentation = clips.augmentation if train else "none"
         self.transform = build_clip_transform(augmentation, clips.image_size, clips.normalize, train=train)
 
@@ -287,4 +312,7 @@ class _ClipDataset(Dataset):
                 f"clip {record.clip_id} ({record.source}) could not be read: {exc}. "
                 "Run `dferbench check-data` on this dataset, or set data.skip_bad_clips=true."
             ) from exc
+        if self.uint8:
+            params = self.transform.sample_params(frames.shape[1], frames.shape[2], rng)
+            return self.transform.apply_uint8(frames, params), record.label, i
         return self.transform(frames, rng), record.label, i

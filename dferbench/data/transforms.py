@@ -137,7 +137,12 @@ class ClipTransform:
         return ClipParams(brightness=brightness, angle=angle, crop=crop, flip=flip)
 
     def apply(self, frames: np.ndarray | torch.Tensor, params: ClipParams) -> torch.Tensor:
-        """Apply ``params`` to every frame of ``frames`` (uint8 ``[T,H,W,3]``)."""
+        """Apply ``params`` to every frame of ``frames`` (uint8 ``[T,H,W,3]``) -> float."""
+        return to_unit_float(self.apply_uint8(frames, params), self.normalize)
+
+    def apply_uint8(self, frames: np.ndarray | torch.Tensor, params: ClipParams) -> torch.Tensor:
+        """:meth:`apply` up to the float conversion: uint8 ``[T,3,S,S]``, 4x less to move
+        between processes and to the GPU (finish with :func:`to_unit_float` there)."""
         clip = _as_uint8_clip(frames)  # [T,3,H,W] view with channels-last strides
         if params.angle is not None:
             clip = rotate_nearest(clip, params.angle, params.crop)
@@ -155,19 +160,25 @@ class ClipTransform:
             clip = F.interpolate(
                 clip, size=(size, size), mode="bilinear", align_corners=False, antialias=True
             )
-        clip = clip.contiguous()  # to [T,3,S,S] layout while still uint8: 4x less to move
+        clip = clip.contiguous()
         if params.flip:
             clip = clip.flip(-1)
-        out = clip.to(torch.float32).div_(255.0)
-        if self.normalize == "clip":
-            mean = torch.tensor(CLIP_MEAN, dtype=out.dtype).view(1, 3, 1, 1)
-            std = torch.tensor(CLIP_STD, dtype=out.dtype).view(1, 3, 1, 1)
-            out.sub_(mean).div_(std)
-        return out
+        return clip
 
     def __call__(self, frames: np.ndarray | torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         height, width = frames.shape[1], frames.shape[2]
         return self.apply(frames, self.sample_params(height, width, rng))
+
+
+def to_unit_float(pixels: torch.Tensor, normalize: str) -> torch.Tensor:
+    """Pixels in 0..255 (uint8 or float, any device, channels at dim -3) -> float32 in
+    [0, 1], CLIP-normalised when ``normalize == "clip"``. A float input is changed in place."""
+    out = pixels.to(torch.float32).div_(255.0)
+    if normalize == "clip":
+        mean = torch.tensor(CLIP_MEAN, dtype=out.dtype, device=out.device).view(3, 1, 1)
+        std = torch.tensor(CLIP_STD, dtype=out.dtype, device=out.device).view(3, 1, 1)
+        out.sub_(mean).div_(std)
+    return out
 
 
 def _pil_rotation_source_index(

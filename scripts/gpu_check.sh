@@ -11,12 +11,12 @@
 #
 # Steps (each under its own time limit, all within BUDGET seconds, default 450):
 #   1. environment: card, torch/torchvision, nvJPEG decode probe
+#   1b. the CUDA-only tests (pytest -m cuda: side-stream prefetching, nvJPEG, bf16 training)
 #   2. bench train, ViT-B-32-quickgelu random weights, batch 48 x 16 frames: reference,
-#      fast, fast-cpu-decode, model-only-fp32, model-only-bf16 (+ eval throughput)
+#      fast, fast-cpu-decode, fast-compile, model-only-bf16 (+ eval throughput)
 #   3. accuracy: reference vs fast, 3 seeds x 4 epochs on the synthetic benchmark as JPEGs
 #   4. one `dferbench run` unit on CUDA: the result records bf16 and the gpu pipeline
-#   5. fast vs fast-compile (torch.compile; skipped when the budget is short)
-#   6. summary.md: the README tables and the GPU-hour extrapolation
+#   5. summary.md: the README tables and the GPU-hour extrapolation
 # Everything written to $OUT is small (logs, JSON, Markdown); frames go to $WORK.
 set -u
 cd "$(dirname "$0")/.."
@@ -29,7 +29,7 @@ ACC_SEEDS=${ACC_SEEDS:-1,2,3}
 ACC_EPOCHS=${ACC_EPOCHS:-4}
 ACC_CLIPS=${ACC_CLIPS:-400}
 RUN_ARGS=${RUN_ARGS:-}            # extra `dferbench run` arguments for step 4
-COMPILE=${COMPILE:-1}             # 0 skips step 5
+# BENCH_MODES=... picks the modes of step 2 (fast-compile compiles ViT-B/32 first: a minute or two)
 mkdir -p "$OUT" "$WORK"
 export OUT WORK DEVICE
 export DFERBENCH_NO_PROGRESS=1 HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
@@ -77,8 +77,12 @@ sys.exit(0 if ok or os.environ["DEVICE"] == "cpu" else 3)
 EOF
 if grep -q "environment exit=3" "$OUT/status.txt"; then echo "no CUDA device visible to torch: stopping"; exit 3; fi
 
-step bench-train 240 "$PY" -m dferbench bench train --device "$DEVICE" \
-  --modes reference,fast,fast-cpu-decode,model-only-fp32,model-only-bf16 \
+if [[ $DEVICE != cpu ]]; then
+  step cuda-tests 120 "$PY" -m pytest -q -p no:cacheprovider -m cuda tests/test_cuda.py
+fi
+
+step bench-train 300 "$PY" -m dferbench bench train --device "$DEVICE" \
+  --modes "${BENCH_MODES:-reference,fast,fast-cpu-decode,fast-compile,model-only-bf16}" \
   --root "$WORK/bench" --json "$OUT/bench_train.json"
 
 step accuracy 200 "$PY" -m dferbench bench train --device "$DEVICE" --modes "" --root "$WORK/accuracy" \
@@ -98,15 +102,8 @@ for path in glob.glob(os.path.join(os.environ["WORK"], "results", "synthetic", "
     json.dump(line, open(os.path.join(os.environ["OUT"], "run_unit.json"), "w"), indent=1)
 EOF
 
-if [[ $COMPILE == 1 ]] && (( $(left) > 150 )); then
-  step compile 180 "$PY" -m dferbench bench train --device "$DEVICE" --modes fast,fast-compile --warmup 3 --steps 15 \
-    --root "$WORK/bench" --json "$OUT/bench_compile.json"
-else
-  echo "== compile: SKIPPED ($(left)s left)"; echo "compile skipped" >> "$OUT/status.txt"
-fi
-
 echo
 echo "== summary ($((SECONDS - START))s used of $BUDGET)"
-"$PY" -m dferbench.bench_train summarize "$OUT"/bench_train.json "$OUT"/bench_accuracy.json "$OUT"/bench_compile.json \
+"$PY" -m dferbench.bench_train summarize "$OUT"/bench_train.json "$OUT"/bench_accuracy.json \
   | tee "$OUT/summary.md"
 cat "$OUT/status.txt"

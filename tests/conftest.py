@@ -97,3 +97,18 @@ def toy_plugin():
         yield
     finally:
         pm.unregister(name="undo-toy")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` need a CUDA GPU: deselected (and said so) where torch sees none."""
+    if torch.cuda.is_available():
+        return
+    cuda = [item for item in items if item.get_closest_marker("cuda")]
+    if cuda:
+        items[:] = [item for item in items if not item.get_closest_marker("cuda")]
+        config.hook.pytest_deselected(items=cuda)
+
+
+def pytest_report_header(config):
+    return "cuda tests: " + ("run on " + torch.cuda.get_device_name(0) if torch.cuda.is_available()
+                             else "deselected (torch sees no CUDA GPU; scripts/gpu_check.sh runs them)")

@@ -48,8 +48,11 @@ def prefetched(items: Iterable[T], finish: Callable[[T], R], *, device: str, dep
         for item in items:
             yield finish(item)
         return
-    cuda = device.startswith("cuda")
-    stream = torch.cuda.Stream(device) if cuda else None
+    index = stream = None
+    if device.startswith("cuda"):
+        index = torch.device(device).index
+        index = torch.cuda.current_device() if index is None else index
+        stream = torch.cuda.Stream(index)
     ready: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -64,13 +67,13 @@ def prefetched(items: Iterable[T], finish: Callable[[T], R], *, device: str, dep
 
     def work() -> None:
         try:
-            if cuda:
-                torch.cuda.set_device(device)  # a new thread starts on device 0
-            with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
+            if stream is not None:
+                torch.cuda.set_device(index)  # a new thread starts on device 0
+            with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
                 for item in items:
                     out = finish(item)
                     event = None
-                    if cuda:
+                    if stream is not None:
                         event = torch.cuda.Event()
                         event.record(stream)
                     if not put((out, event)):
@@ -91,7 +94,7 @@ def prefetched(items: Iterable[T], finish: Callable[[T], R], *, device: str, dep
                 raise value.error
             out, event = value
             if event is not None:
-                current = torch.cuda.current_stream(device)
+                current = torch.cuda.current_stream(index)
                 current.wait_event(event)
                 for tensor in _tensors(out):
                     if tensor.is_cuda:

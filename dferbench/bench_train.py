@@ -10,7 +10,8 @@ several modes, one after the other in one process:
 * ``fast`` -- dferbench's defaults: bf16 autocast on CUDA, fused SGD on CUDA, only the
   sampled frames decoded, JPEG decode + augmentation on the GPU when on CUDA (the
   ``gpu`` pipeline) and otherwise libjpeg-turbo + one pass over the stacked uint8 clip,
-  pinned memory, persistent workers with deep prefetching, no per-step synchronisation.
+  pinned memory, persistent workers with deep prefetching, the device-side step of the
+  next batches overlapped with the training step on CUDA, no per-step synchronisation.
 * ``fast-cpu-decode`` -- ``fast`` with the CPU pipeline (decode in the workers).
 * ``fast-compile`` -- ``fast`` plus ``torch.compile``.
 * ``model-only-fp32`` / ``model-only-bf16`` -- no data loading at all (one random batch
@@ -218,7 +219,7 @@ def run_mode(name: str, settings: BenchSettings, records: list[ClipRecord]) -> d
     size = _image_size(model)
     net = wrap_for_training(model, device, compile=mode["compile"])
     model.train()
-    pipeline, workers = "none", 0
+    pipeline, workers, prefetch = "none", 0, 0
     if mode["pipeline"] is None:
         g = torch.Generator().manual_seed(settings.seed)
         video = torch.rand(settings.batch_size, settings.frames, 3, size, size, generator=g).to(device)
@@ -230,7 +231,7 @@ def run_mode(name: str, settings: BenchSettings, records: list[ClipRecord]) -> d
                         pipeline=mode["pipeline"])
         stream = clips.batches(train=True, batch_size=settings.batch_size, device=device, seed=settings.seed,
                                drop_last=True)
-        pipeline, workers = stream.pipeline, stream.workers
+        pipeline, workers, prefetch = stream.pipeline, stream.workers, stream.prefetch
         batches = _endless(stream)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(device)
@@ -262,6 +263,7 @@ def run_mode(name: str, settings: BenchSettings, records: list[ClipRecord]) -> d
         "precision": effective_precision(device, mode["precision"]),
         "pipeline": pipeline,
         "workers": workers,
+        "prefetch": prefetch,
         "compile": mode["compile"],
         "ms_per_step": round(1000 * seconds / settings.steps, 1),
         "clips_per_s": round(n / seconds, 1),
@@ -535,8 +537,8 @@ def format_table(rows: list[dict[str, Any]], keys: list[str] | None = None) -> s
     return tabulate([[r.get(k, "") for k in keys] for r in rows], headers=keys, tablefmt="pipe")
 
 
-TIMING_KEYS = ["mode", "device", "clip_model", "batch", "frames", "precision", "pipeline", "workers", "ms_per_step",
-               "clips_per_s", "speedup", "input_ms_per_step", "peak_mem_mb", "eval_clips_per_s"]
+TIMING_KEYS = ["mode", "device", "clip_model", "batch", "frames", "precision", "pipeline", "workers", "prefetch",
+               "ms_per_step", "clips_per_s", "speedup", "input_ms_per_step", "peak_mem_mb", "eval_clips_per_s"]
 
 
 def settings_dict(settings: Any) -> dict[str, Any]:

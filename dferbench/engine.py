@@ -157,7 +157,8 @@ def train_module(
     process (up to floating-point summation order).
 
     Returns facts to record: epochs run, the selected epoch, seconds per epoch, the
-    effective precision and data pipeline, the number of processes.
+    effective precision and data pipeline (workers, batches finished ahead on the device),
+    the number of processes.
     """
     _check_precision(precision)
     rank, world = dist.rank_world()
@@ -213,6 +214,7 @@ def train_module(
         "precision": effective_precision(device, precision),
         "data_pipeline": stream.pipeline,
         "data_workers": stream.workers,
+        "data_prefetch": stream.prefetch,
         "world_size": world,
         "compile": bool(compile),
     }

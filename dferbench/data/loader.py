@@ -213,7 +213,8 @@ class ClipBatches:
     global batch size)``; ``global batch size`` is the batch size summed over ranks (=
     ``B`` in a single process). With ``persistent`` (default: for training) the worker
     processes live as long as this object instead of one epoch. ``prefetch`` batches are
-    finished for the device ahead of the consumer (default: 2 on CUDA, 0 elsewhere).
+    finished for the device ahead of the consumer (default: 2 on CUDA, 0 elsewhere and for
+    the ``reference`` pipeline).
     """
 
     def __init__(self, clips: ClipSet, *, train: bool, batch_size: int, device: str, seed: int = 0,
@@ -222,7 +223,9 @@ class ClipBatches:
         self.clips, self.device, self.train = clips, device, train
         self.pipeline = resolve_pipeline(clips.pipeline, device)
         self.workers = resolve_workers(clips.workers, device)
-        self.prefetch = (2 if device.startswith("cuda") else 0) if prefetch is None else prefetch
+        if prefetch is None:  # the reference pipeline is the authors' loop: nothing ahead
+            prefetch = 2 if device.startswith("cuda") and self.pipeline != "reference" else 0
+        self.prefetch = prefetch
         self.plan = BatchPlan(len(clips), batch_size, train=train, seed=seed, drop_last=drop_last,
                               rank=rank, world=world)
         self.dataset = _ClipDataset(clips, train=train, seed=seed, epoch=0, mode=self.pipeline, uint8=True)

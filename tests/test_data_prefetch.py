@@ -69,7 +69,8 @@ def test_prefetching_batches_changes_nothing(tmp_path, pipeline):
     clips = ClipSet("b", folders, FrameFolderReader(), num_frames=4, image_size=32, normalize="clip",
                     augmentation="dfew", pipeline=pipeline)
     runs = []
-    for prefetch in (0, 2):
+    for workers, prefetch in ((0, 0), (2, 2)):  # worker processes consumed from the prefetch thread
+        clips.workers = workers
         stream = clips.batches(train=True, batch_size=2, seed=3, drop_last=True, prefetch=prefetch)
         runs.append([b for epoch in (0, 1) for b in stream.epoch(epoch)])
     for (a, la, ia, ga), (b, lb, ib, gb) in zip(*runs):

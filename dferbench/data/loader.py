@@ -315,7 +315,4 @@ class _ClipDataset(Dataset):
                 f"clip {record.clip_id} ({record.source}) could not be read: {exc}. "
                 "Run `dferbench check-data` on this dataset, or set data.skip_bad_clips=true."
             ) from exc
-        if self.uint8:
-            params = self.transform.sample_params(frames.shape[1], frames.shape[2], rng)
-            return self.transform.apply_uint8(frames, params), record.label, i
-        return self.transform(frames, rng), record.label, i
+        return self.transform(frames, rng, uint8=self.uint8), record.label, i

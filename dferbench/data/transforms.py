@@ -165,9 +165,10 @@ class ClipTransform:
             clip = clip.flip(-1)
         return clip
 
-    def __call__(self, frames: np.ndarray | torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        height, width = frames.shape[1], frames.shape[2]
-        return self.apply(frames, self.sample_params(height, width, rng))
+    def __call__(self, frames: np.ndarray | torch.Tensor, rng: np.random.Generator, *,
+                 uint8: bool = False) -> torch.Tensor:
+        params = self.sample_params(frames.shape[1], frames.shape[2], rng)
+        return self.apply_uint8(frames, params) if uint8 else self.apply(frames, params)
 
 
 def to_unit_float(pixels: torch.Tensor, normalize: str) -> torch.Tensor:

@@ -9,6 +9,13 @@
 # if dferbench is not installed, the script installs this checkout with --no-index
 # --no-deps --no-build-isolation (local files only) or stops with the command to run.
 #
+# On a machine without network (such as a lent GPU box that has torch but not open_clip),
+# bring wheels along in .whl/ (`pip download --only-binary=:all: --no-deps -d .whl
+# open_clip_torch ftfy wcwidth simplejpeg`) and start with:
+#     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl \
+#       && export PYTHONPATH=/tmp/site && python3 -m pip install -q --no-index --no-deps \
+#       --no-build-isolation -e . && BUDGET=420 bash scripts/gpu_check.sh
+#
 # Steps (each under its own time limit, all within BUDGET seconds, default 450):
 #   1. environment: card, torch/torchvision, nvJPEG decode probe
 #   1b. the CUDA-only tests (pytest -m cuda: side-stream prefetching, nvJPEG, bf16 training)

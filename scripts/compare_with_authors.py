@@ -17,6 +17,9 @@ both code bases:
    ``dferbench.models.dferclip.build_optimizer``; losses, then every parameter.
 3. test-time loading: their ``test_data_loader`` against dferbench's ``cpu`` and
    ``reference`` pipelines on the same JPEG frame folders (sampled frames, pixels).
+4. training augmentation: their DFEW / FERV39k / MAFW transform chains run on real PIL
+   frames with their own random draws; the draws are recorded, turned into dferbench's
+   per-clip parameters and applied by the ``cpu`` and ``gpu`` pipelines' code -> pixels.
 """
 
 from __future__ import annotations
@@ -46,8 +49,11 @@ def _import_authors(repo: Path, scratch: Path) -> types.SimpleNamespace:
     from Generate_Model import GenerateModel  # noqa: E402
     import Text  # noqa: E402
 
+    from dataloader import video_dataloader, video_transform  # noqa: E402
+
     return types.SimpleNamespace(build_clip=clip_model.build_model, GenerateModel=GenerateModel, Text=Text,
-                                 test_data_loader=test_data_loader)
+                                 test_data_loader=test_data_loader, train_data_loader=video_dataloader.train_data_loader,
+                                 transforms=video_transform)
 
 
 def compare_model(authors: types.SimpleNamespace, scratch: Path, steps: int = 2) -> None:
@@ -131,6 +137,96 @@ def compare_test_loader(authors: types.SimpleNamespace, scratch: Path) -> None:
                   f"max |diff| {d.max().item():.2f} grey levels, mean {d.mean().item():.4f}")
 
 
+class _RecordedRandom:
+    """Stands in for the ``random`` module of the authors' transforms: same draws as a
+    seeded ``random.Random``, each one logged as ``(method, value)``."""
+
+    def __init__(self, seed: int):
+        import random
+
+        self._random, self.log = random.Random(seed), []
+
+    def __getattr__(self, name: str):
+        method = getattr(self._random, name)
+
+        def logged(*args):
+            value = method(*args)
+            self.log.append((name, value))
+            return value
+
+        return logged
+
+
+def _params_from_draws(log: list, steps: tuple[str, ...], height: int, width: int):
+    """dferbench's :class:`ClipParams` from the draws the authors' transforms made, in their
+    order; None when their crop fell back (ten failed attempts, not compared here)."""
+    import math
+
+    from dferbench.data.transforms import ClipParams
+
+    draws = iter([entry for entry in log if entry[0] != "shuffle"])  # ColorJitter shuffles a 1-item list
+    brightness = angle = crop = None
+    flip = False
+    for step in steps:
+        if step == "brightness":
+            brightness = next(draws)[1]
+        elif step == "rotate":
+            angle = next(draws)[1]
+        elif step == "crop":
+            for _ in range(10):
+                area = next(draws)[1] * height * width
+                ratio = next(draws)[1]
+                w, h = int(round(math.sqrt(area * ratio))), int(round(math.sqrt(area / ratio)))
+                if next(draws)[1] < 0.5:
+                    w, h = h, w
+                if w <= width and h <= height:
+                    left, top = next(draws)[1], next(draws)[1]
+                    crop = (top, left, h, w)
+                    break
+            else:
+                return None
+        elif step == "flip":
+            flip = next(draws)[1] < 0.5
+    return ClipParams(brightness=brightness, angle=angle, crop=crop, flip=flip)
+
+
+def compare_train_augmentation(authors: types.SimpleNamespace, scratch: Path, clips: int = 40) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from dferbench.data import gpu
+    from dferbench.data.fake_trees import write_frames
+    from dferbench.data.transforms import build_clip_transform
+
+    folder = scratch / "train-frames"
+    paths = write_frames(folder, 4, size=224, seed=3)
+    for dataset, augmentation in (("DFEW", "dfew"), ("FERV39K", "ferv39k"), ("MAFW", "mafw")):
+        chain = authors.train_data_loader(str(scratch / "frames" / "test.txt"), 16, 1, 224,
+                                          types.SimpleNamespace(dataset=dataset)).transform
+        ours = build_clip_transform(augmentation, 224, train=True)
+        worst, total = {"cpu": 0.0, "gpu": 0.0}, {"cpu": 0.0, "gpu": 0.0}
+        compared = 0
+        for seed in range(clips):
+            recorder = _RecordedRandom(seed)
+            authors.transforms.random = recorder
+            images = [Image.open(p).convert("RGB") for p in paths]
+            theirs = chain(images).reshape(-1, 3, 224, 224)
+            params = _params_from_draws(recorder.log, ours.steps, 224, 224)
+            if params is None:
+                continue
+            frames = np.stack([np.asarray(im) for im in images])
+            mine = {"cpu": ours.apply(frames, params),
+                    "gpu": gpu.apply_params(torch.from_numpy(frames).permute(0, 3, 1, 2), params, ours)}
+            for name, video in mine.items():
+                diff = (theirs - video).abs() * 255
+                worst[name] = max(worst[name], diff.max().item())
+                total[name] += diff.mean().item()
+            compared += 1
+        print(f"training augmentation {augmentation} ({compared} clips, their draws): "
+              + ", ".join(f"{name} pipeline max |diff| {worst[name]:.2f}, mean {total[name] / compared:.4f}"
+                          for name in worst) + " grey levels")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--authors-repo", type=Path, required=True, help="checkout of zengqunzhao/DFER-CLIP")
@@ -143,6 +239,7 @@ def main() -> None:
         if not args.skip_model:
             compare_model(authors, Path(tmp))
         compare_test_loader(authors, Path(tmp))
+        compare_train_augmentation(authors, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ class FeatureBatches:
 
     pipeline = "cached-features"
     workers = 0
+    prefetch = 0
 
     def __init__(self, features: FeatureSet, *, train: bool, batch_size: int, device: str, seed: int,
                  drop_last: bool, rank: int, world: int):

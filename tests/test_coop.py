@@ -134,3 +134,17 @@ def test_cocoop_memory_grows_with_the_batch_and_exceeds_coop(clip):
     b1 = saved_activation_bytes(cocoop, x[:1], y[:1])["saved_bytes"]
     b8 = saved_activation_bytes(cocoop, x, y)["saved_bytes"]
     assert b8 > 4 * b1 and b8 > 4 * a
+
+
+@pytest.mark.parametrize("position", ["middle", "front"])
+def test_coop_moves_the_class_name_and_leaves_the_period(clip, position):
+    # CoOp's prompt is "<ctx> <name>." and its middle/front positions move <name> alone
+    # (name_lens from the bare name): "X X happiness X X." / "happiness X X X X.".
+    model, tok = clip
+    coop = CoOp(model, CLASSES, tokenizer=tok, n_ctx=4, class_token_position=position)
+    x_ids = tok(["X X X X"])[0, 1:5]
+    with torch.no_grad():
+        coop.prompt_learner.ctx.copy_(model.token_embedding(x_ids))
+        texts = [f"X X {c[:-1]} X X." if position == "middle" else f"{c[:-1]} X X X X." for c in CLASSES]
+        expected = model.token_embedding(tok(texts))
+        torch.testing.assert_close(coop.prompt_learner(), expected)

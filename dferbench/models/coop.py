@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from open_clip.transformer import text_global_pool
 from torch import nn
 
-from .prompt_learner import PromptLearner, TextEncoder
+from .prompt_learner import PromptLearner, TextEncoder, coop_name_lens
 
 __all__ = ["CoOp", "CoCoOp", "encode_prompts", "pool_positions", "saved_activation_bytes"]
 
@@ -115,7 +115,8 @@ class CoOp(_FrozenCLIPPrompting):
         tokenizer: the model's open_clip tokenizer.
         n_ctx: context vectors M (CoOp: 16); ignored with ``ctx_init`` (its word count).
         class_specific: one context per class (CSC) or a generic one (CoOp's default).
-        class_token_position: ``"end"`` (default), ``"middle"`` or ``"front"``.
+        class_token_position: ``"end"`` (default), ``"middle"`` or ``"front"`` (these move the
+            class name; a final ``"."`` stays at the end, as in CoOp's prompts).
         ctx_init: initialise a generic context from this phrase instead of N(0, 0.02).
         truncate: run the text encoder only up to the last EOT token (exact; see module doc).
 
@@ -127,7 +128,7 @@ class CoOp(_FrozenCLIPPrompting):
                  ctx_init: str | None = None, truncate: bool = True):
         learner = PromptLearner(clip_model, tokenizer, class_texts, n_ctx=None if ctx_init else n_ctx,
                                 class_specific=class_specific, class_token_position=class_token_position,
-                                ctx_init=ctx_init or None)
+                                ctx_init=ctx_init or None, name_lens=coop_name_lens(tokenizer, class_texts))
         super().__init__(clip_model, learner, truncate)
 
     def text_features(self) -> torch.Tensor:

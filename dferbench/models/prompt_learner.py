@@ -99,6 +99,13 @@ class TextEncoder(nn.Module):
         return self(self.token_embedding(tokens), tokens)
 
 
+def coop_name_lens(tokenizer: Callable[..., torch.Tensor], class_texts: Sequence[str]) -> list[int]:
+    """Token counts of the class names in CoOp's prompts ``"<ctx> <name>."``: a class text's
+    final ``"."`` is CoOp's template, not the name, and stays put in the ``middle`` and
+    ``front`` positions."""
+    return [len(tokenizer.encode(text[:-1] if text.endswith(".") else text)) for text in class_texts]
+
+
 class PromptLearner(nn.Module):
     """Learnable prompt context, one prompt per class.
 
@@ -116,6 +123,10 @@ class PromptLearner(nn.Module):
             ctx[M//2:]``) or ``"front"`` (``text, ctx``).
         ctx_init: initialise a generic context from this phrase's token embeddings
             (CoOp's ``"a photo of a"``) instead of N(0, 0.02).
+        name_lens: how many leading tokens of each class text the ``middle`` and ``front``
+            positions move as the class name; default: all of them (DFER-CLIP's code,
+            whose class texts are the whole sentence). CoOp moves the class name only and
+            leaves its template's final ``"."`` in place (:func:`coop_name_lens`).
     """
 
     def __init__(
@@ -128,6 +139,7 @@ class PromptLearner(nn.Module):
         class_specific: bool = True,
         class_token_position: str = "end",
         ctx_init: str | None = None,
+        name_lens: Sequence[int] | None = None,
     ):
         super().__init__()
         class_texts = list(class_texts)
@@ -161,13 +173,16 @@ class PromptLearner(nn.Module):
         if n_ctx < 1:
             raise ValueError(f"n_ctx must be >= 1, got {n_ctx}")
 
-        name_lens = [len(tokenizer.encode(text)) for text in class_texts]
-        for i, name_len in enumerate(name_lens):
-            if 1 + n_ctx + name_len + 1 > context_length:
+        text_lens = [len(tokenizer.encode(text)) for text in class_texts]
+        for i, text_len in enumerate(text_lens):
+            if 1 + n_ctx + text_len + 1 > context_length:
                 raise ValueError(
-                    f"class text {i} ({class_texts[i]!r}) has {name_len} tokens: with {n_ctx} context "
+                    f"class text {i} ({class_texts[i]!r}) has {text_len} tokens: with {n_ctx} context "
                     f"vectors, SOS and EOS it exceeds the context length {context_length}"
                 )
+        name_lens = text_lens if name_lens is None else [int(n) for n in name_lens]
+        if len(name_lens) != n_cls or not all(0 < n <= t for n, t in zip(name_lens, text_lens)):
+            raise ValueError(f"name_lens {name_lens} must give 1..len(text) tokens for each of the {n_cls} class texts")
         prompts = [prompt_prefix + " " + text for text in class_texts]
         tokenized_prompts = tokenizer(prompts).to(device)  # [C, L]
         if tokenized_prompts.shape[1] != context_length:

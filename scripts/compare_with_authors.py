@@ -1,18 +1,23 @@
-"""Compare dferbench's DFER-CLIP with the authors' own code, numerically.
+"""Compare dferbench's DFER-CLIP, CoOp and Co-CoOp with the authors' own code, numerically.
 
-Needs a local checkout of https://github.com/zengqunzhao/DFER-CLIP (nothing is
-downloaded) and ``einops``, which their temporal model imports. Their ``clip`` package
-imports ``pkg_resources``; where setuptools no longer provides it, a two-line stand-in is
-put on the path for this process only.
+Needs local checkouts of https://github.com/zengqunzhao/DFER-CLIP and/or
+https://github.com/KaiyangZhou/CoOp (nothing is downloaded). The DFER-CLIP temporal model
+imports ``einops``; both bundle OpenAI's ``clip`` package, which imports
+``pkg_resources``: where setuptools no longer provides it, a two-line stand-in is put on
+the path for this process only. CoOp's trainers import Dassl; the few names they import
+are stubbed, since only their model classes run here.
 
-    python scripts/compare_with_authors.py --authors-repo ~/src/DFER-CLIP
+    python scripts/compare_with_authors.py --dfer-clip ~/src/DFER-CLIP --coop ~/src/CoOp
 
-What it checks, with one randomly initialised ViT-B/32 (``ViT-B-32-quickgelu``) shared by
-both code bases:
+Both code bases build their CLIP with OpenAI's ``build_model`` from the state dict of one
+randomly initialised ``ViT-B-32-quickgelu`` (which rounds it to fp16: dferbench's side
+gets the same rounded weights).
+
+DFER-CLIP:
 
 1. model: the authors' ``GenerateModel`` (their prompt learner, text encoder, temporal
-   transformer, their CLIP built by their ``build_model``) is saved as a checkpoint in
-   their format and loaded by dferbench; both score the same video -> logits.
+   transformer) is saved as a checkpoint in their format and loaded by dferbench; both
+   score the same video -> logits.
 2. training: two SGD steps each, the authors' optimiser (as in their ``main.py``) against
    ``dferbench.models.dferclip.build_optimizer``; losses, then every parameter.
 3. test-time loading: their ``test_data_loader`` against dferbench's ``cpu`` and
@@ -20,6 +25,11 @@ both code bases:
 4. training augmentation: their DFEW / FERV39k / MAFW transform chains run on real PIL
    frames with their own random draws; the draws are recorded, turned into dferbench's
    per-clip parameters and applied by the ``cpu`` and ``gpu`` pipelines' code -> pixels.
+
+CoOp / Co-CoOp: their ``CustomCLIP`` (CoOp with a generic and a class-specific context,
+class token at the end, middle and front; Co-CoOp with its meta-net) against dferbench's
+``CoOp`` / ``CoCoOp`` with the same context (and meta-net) weights, on the same image
+features: tokenised prompts, logits, and the gradients of the trainable parameters.
 """
 
 from __future__ import annotations
@@ -31,40 +41,76 @@ import sys
 import tempfile
 import types
 from pathlib import Path
+from typing import Any
 
 import torch
 
 
-def _import_authors(repo: Path, scratch: Path) -> types.SimpleNamespace:
+def _shim_pkg_resources(scratch: Path) -> None:
     if importlib.util.find_spec("pkg_resources") is None:
         shim = scratch / "shim" / "pkg_resources"
         shim.mkdir(parents=True, exist_ok=True)
         (shim / "__init__.py").write_text("import packaging\nimport packaging.version\n")
         sys.path.insert(0, str(shim.parent))
+
+
+def _forget_clip_package() -> None:
+    """Both repositories ship a top-level ``clip`` package: drop the one imported before."""
+    for name in [n for n in sys.modules if n == "clip" or n.startswith("clip.")]:
+        del sys.modules[name]
+
+
+def _import_dfer_clip(repo: Path, scratch: Path) -> types.SimpleNamespace:
+    _shim_pkg_resources(scratch)
     if importlib.util.find_spec("einops") is None:
         sys.exit("the authors' temporal model imports einops: pip install einops")
+    _forget_clip_package()
     sys.path[:0] = [str(repo / "models"), str(repo)]
     from clip import model as clip_model  # noqa: E402  (theirs)
-    from dataloader.video_dataloader import test_data_loader  # noqa: E402
+    from dataloader import video_dataloader, video_transform  # noqa: E402
     from Generate_Model import GenerateModel  # noqa: E402
     import Text  # noqa: E402
 
-    from dataloader import video_dataloader, video_transform  # noqa: E402
-
     return types.SimpleNamespace(build_clip=clip_model.build_model, GenerateModel=GenerateModel, Text=Text,
-                                 test_data_loader=test_data_loader, train_data_loader=video_dataloader.train_data_loader,
-                                 transforms=video_transform)
+                                 test_data_loader=video_dataloader.test_data_loader,
+                                 train_data_loader=video_dataloader.train_data_loader, transforms=video_transform)
 
 
-def compare_model(authors: types.SimpleNamespace, scratch: Path, steps: int = 2) -> None:
+def _import_coop(repo: Path, scratch: Path) -> types.SimpleNamespace:
+    _shim_pkg_resources(scratch)
+    registry = types.SimpleNamespace(register=lambda *a, **k: (lambda cls: cls))
+    for name, attrs in {"dassl": {}, "dassl.engine": {"TRAINER_REGISTRY": registry, "TrainerX": object},
+                        "dassl.metrics": {"compute_accuracy": None},
+                        "dassl.utils": {"load_pretrained_weights": None, "load_checkpoint": None},
+                        "dassl.optim": {"build_optimizer": None, "build_lr_scheduler": None}}.items():
+        module = types.ModuleType(name)
+        module.__dict__.update(attrs)
+        sys.modules.setdefault(name, module)
+    _forget_clip_package()
+    sys.path.insert(0, str(repo))
+    from clip import model as clip_model  # noqa: E402  (theirs)
+    from trainers import cocoop, coop  # noqa: E402
+
+    return types.SimpleNamespace(build_clip=clip_model.build_model, coop=coop, cocoop=cocoop)
+
+
+def _shared_backbone(build_clip: Any) -> tuple[Any, Any, Any]:
+    """One random ViT-B/32 as (open_clip model, the authors' CLIP, tokenizer) with equal
+    weights: OpenAI's ``build_model`` rounds to fp16, so open_clip's copy takes its weights."""
     import open_clip
-
-    from dferbench.models.checkpoints import convert_authors_state_dict, load_authors_checkpoint
-    from dferbench.models.dferclip import build_optimizer
 
     torch.manual_seed(0)
     backbone = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None, precision="fp32")
-    their_clip = authors.build_clip(copy.deepcopy(backbone.state_dict())).float()
+    theirs = build_clip(copy.deepcopy(backbone.state_dict())).float()
+    backbone.load_state_dict(theirs.state_dict())
+    return backbone.eval(), theirs, open_clip.get_tokenizer("ViT-B-32-quickgelu")
+
+
+def compare_model(authors: types.SimpleNamespace, scratch: Path, steps: int = 2) -> None:
+    from dferbench.models.checkpoints import convert_authors_state_dict, load_authors_checkpoint
+    from dferbench.models.dferclip import build_optimizer
+
+    _, their_clip, _ = _shared_backbone(authors.build_clip)
     texts = list(authors.Text.class_descriptor_7)
     settings = types.SimpleNamespace(contexts_number=8, class_token_position="end", class_specific_contexts="True",
                                      load_and_tune_prompt_learner="False", temporal_layers=1)
@@ -227,19 +273,75 @@ def compare_train_augmentation(authors: types.SimpleNamespace, scratch: Path, cl
                           for name in worst) + " grey levels")
 
 
+def compare_coop(authors: types.SimpleNamespace) -> None:
+    import torch.nn.functional as F
+
+    from dferbench.models.coop import CoCoOp, CoOp
+
+    backbone, their_clip, tokenizer = _shared_backbone(authors.build_clip)
+    names = ["happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear"]
+    texts = [f"{name}." for name in names]  # dferbench's class-names text set; CoOp appends the "."
+    features = torch.randn(3, backbone.visual.output_dim, generator=torch.Generator().manual_seed(5))
+    labels = torch.tensor([1, 4, 6])
+    variants = [("CoOp", False, "end"), ("CoOp CSC", True, "end"), ("CoOp", False, "middle"),
+                ("CoOp", False, "front"), ("Co-CoOp", False, "end")]
+    for name, csc, position in variants:
+        cfg = types.SimpleNamespace(
+            INPUT=types.SimpleNamespace(SIZE=(224, 224)),
+            TRAINER=types.SimpleNamespace(
+                COOP=types.SimpleNamespace(N_CTX=16, CTX_INIT="", CSC=csc, CLASS_TOKEN_POSITION=position, PREC="fp32"),
+                COCOOP=types.SimpleNamespace(N_CTX=4, CTX_INIT="a photo of a", PREC="fp32")))
+        torch.manual_seed(1)
+        if name == "Co-CoOp":
+            theirs = authors.cocoop.CustomCLIP(cfg, names, their_clip)
+            ours = CoCoOp(backbone, texts, tokenizer=tokenizer)
+            same_init = torch.equal(theirs.prompt_learner.ctx, ours.prompt_learner.ctx)
+            ours.meta_net.load_state_dict(theirs.prompt_learner.meta_net.state_dict())
+            trainable = {"ctx": (theirs.prompt_learner.ctx, ours.prompt_learner.ctx)}
+            trainable.update({f"meta_net.{k}": (p, dict(ours.meta_net.named_parameters())[k])
+                              for k, p in theirs.prompt_learner.meta_net.named_parameters()})
+        else:
+            theirs = authors.coop.CustomCLIP(cfg, names, their_clip)
+            ours = CoOp(backbone, texts, tokenizer=tokenizer, n_ctx=16, class_specific=csc,
+                        class_token_position=position)
+            same_init = None
+            trainable = {"ctx": (theirs.prompt_learner.ctx, ours.prompt_learner.ctx)}
+        with torch.no_grad():
+            ours.prompt_learner.ctx.copy_(theirs.prompt_learner.ctx)
+        theirs.image_encoder = torch.nn.Identity()  # both score the same image features
+        theirs.eval()
+        ours.eval()
+        a, b = theirs(features), ours(features)
+        F.cross_entropy(a, labels).backward()
+        F.cross_entropy(b, labels).backward()
+        grads = max((p.grad - q.grad).abs().max().item() for p, q in trainable.values())
+        print(f"{name:8s} class token {position:6s}: tokenised prompts identical "
+              f"{torch.equal(theirs.tokenized_prompts, ours.tokenized_prompts)}"
+              + (f", phrase-initialised context identical {same_init}" if same_init is not None else "")
+              + f"; logits max |diff| {(a - b).abs().max().item():.3g} (largest {a.abs().max().item():.3g}); "
+              f"gradients ({', '.join(trainable)}) max |diff| {grads:.3g}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--authors-repo", type=Path, required=True, help="checkout of zengqunzhao/DFER-CLIP")
-    parser.add_argument("--skip-model", action="store_true", help="only the loader comparison (fast)")
+    parser.add_argument("--dfer-clip", type=Path, help="checkout of zengqunzhao/DFER-CLIP")
+    parser.add_argument("--coop", type=Path, help="checkout of KaiyangZhou/CoOp")
+    parser.add_argument("--skip-model", action="store_true", help="DFER-CLIP: only the data comparisons (fast)")
     args = parser.parse_args()
-    if not (args.authors_repo / "models" / "Generate_Model.py").is_file():
-        sys.exit(f"{args.authors_repo} is not a DFER-CLIP checkout (no models/Generate_Model.py)")
+    if not (args.dfer_clip or args.coop):
+        parser.error("give --dfer-clip PATH and/or --coop PATH")
+    for path, marker in ((args.dfer_clip, "models/Generate_Model.py"), (args.coop, "trainers/coop.py")):
+        if path is not None and not (path / marker).is_file():
+            parser.error(f"{path} is not the expected checkout (no {marker})")
     with tempfile.TemporaryDirectory() as tmp:
-        authors = _import_authors(args.authors_repo.resolve(), Path(tmp))
-        if not args.skip_model:
-            compare_model(authors, Path(tmp))
-        compare_test_loader(authors, Path(tmp))
-        compare_train_augmentation(authors, Path(tmp))
+        if args.dfer_clip:
+            authors = _import_dfer_clip(args.dfer_clip.resolve(), Path(tmp))
+            if not args.skip_model:
+                compare_model(authors, Path(tmp))
+            compare_test_loader(authors, Path(tmp))
+            compare_train_augmentation(authors, Path(tmp))
+        if args.coop:
+            compare_coop(_import_coop(args.coop.resolve(), Path(tmp)))
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ CORE_DEFAULTS: Config = {
         "augmentation": "auto",  # "auto" = the dataset's paper augmentation
         "workers": -1,  # DataLoader workers; -1 = auto (none on CPU; on CUDA the rank's CPUs less one, max 16)
         "pipeline": "auto",  # auto (gpu on CUDA, else cpu), cpu, gpu (decode+augment on the GPU), reference
+        "prefetch": -1,  # batches finished for the device ahead of the step; -1 = auto (2 on CUDA, else 0), 0 = off
     },
     "model": {},
     "train": {
@@ -61,7 +62,7 @@ CORE_DEFAULTS: Config = {
 # Keys that change where data lives or how much of the protocol runs, not the numbers
 # of one unit: they stay out of the config hash and out of variant names.
 NON_SEMANTIC_KEYS = {
-    "data.root", "data.annotations", "data.workers", "data.pipeline", "train.device", "train.compile",
+    "data.root", "data.annotations", "data.workers", "data.pipeline", "data.prefetch", "train.device", "train.compile",
     "train.eval_batch_size", "protocol.folds", "protocol.seeds",
 }
 
@@ -147,6 +148,9 @@ def validate(config: Config) -> None:
         raise DferbenchError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {config['train']['precision']!r}")
     if config["data"]["pipeline"] not in PIPELINES:
         raise DferbenchError(f"data.pipeline must be one of {', '.join(PIPELINES)}, got {config['data']['pipeline']!r}")
+    if config["data"]["prefetch"] < -1:
+        raise DferbenchError(f"data.prefetch must be -1 (auto), 0 (off) or a number of batches, "
+                             f"got {config['data']['prefetch']}")
     protocol = config["protocol"]
     if protocol["selection"] not in SELECTION_POLICIES:
         raise DferbenchError(

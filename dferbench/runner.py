@@ -161,7 +161,7 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
                 return ClipSet(run.dataset_name, dataset.split(fold, split), dataset.reader,
                                num_frames=data["num_frames"], image_size=data["image_size"],
                                normalize=data["normalize"], augmentation=augmentation, workers=data["workers"],
-                               pipeline=data["pipeline"])
+                               pipeline=data["pipeline"], prefetch=data["prefetch"])
 
             train, test = clipset("train"), clipset("test")
             workdir = Path(output) / ".work" / run.dataset_name

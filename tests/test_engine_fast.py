@@ -111,9 +111,18 @@ def test_precision_and_pipeline_are_checked_and_recorded():
         cfg.validate(cfg.apply_overrides(base, ["data.pipeline=fastest"]))
     with pytest.raises(DferbenchError, match="train.precision"):
         cfg.validate(cfg.apply_overrides(base, ["train.precision=fp16"]))
+    with pytest.raises(DferbenchError, match="data.prefetch must be -1"):
+        cfg.validate(cfg.apply_overrides(base, ["data.prefetch=-3"]))
     # execution settings, like the device: same unit, same result file
     assert cfg.config_hash(base) == cfg.config_hash(cfg.apply_overrides(
-        base, ["data.pipeline=gpu", "train.compile=true", "data.workers=6"]))
+        base, ["data.pipeline=gpu", "train.compile=true", "data.workers=6", "data.prefetch=0"]))
+
+
+def test_prefetch_setting_reaches_the_batches():
+    assert toy_clips().batches(train=True, batch_size=4).prefetch == 0  # auto on the CPU
+    assert toy_clips(prefetch=3).batches(train=True, batch_size=4).prefetch == 3
+    assert toy_clips(prefetch=3).batches(train=True, batch_size=4, prefetch=1).prefetch == 1
+    assert toy_clips(pipeline="reference").batches(train=True, batch_size=4, device="cuda").prefetch == 0
 
 
 def test_workers_auto():

@@ -95,6 +95,7 @@ class ClipSet:
     augmentation: str = "none"
     workers: int = 0
     pipeline: str = "auto"
+    prefetch: int = -1  # batches finished ahead on the device: -1 = auto (see ClipBatches)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -213,8 +214,8 @@ class ClipBatches:
     global batch size)``; ``global batch size`` is the batch size summed over ranks (=
     ``B`` in a single process). With ``persistent`` (default: for training) the worker
     processes live as long as this object instead of one epoch. ``prefetch`` batches are
-    finished for the device ahead of the consumer (default: 2 on CUDA, 0 elsewhere and for
-    the ``reference`` pipeline).
+    finished for the device ahead of the consumer (default: ``clips.prefetch``; when that
+    is -1, 2 on CUDA and 0 elsewhere and for the ``reference`` pipeline).
     """
 
     def __init__(self, clips: ClipSet, *, train: bool, batch_size: int, device: str, seed: int = 0,
@@ -223,7 +224,9 @@ class ClipBatches:
         self.clips, self.device, self.train = clips, device, train
         self.pipeline = resolve_pipeline(clips.pipeline, device)
         self.workers = resolve_workers(clips.workers, device)
-        if prefetch is None:  # the reference pipeline is the authors' loop: nothing ahead
+        if prefetch is None:
+            prefetch = clips.prefetch
+        if prefetch < 0:  # the reference pipeline is the authors' loop: nothing ahead
             prefetch = 2 if device.startswith("cuda") and self.pipeline != "reference" else 0
         self.prefetch = prefetch
         self.plan = BatchPlan(len(clips), batch_size, train=train, seed=seed, drop_last=drop_last,

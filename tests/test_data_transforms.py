@@ -10,6 +10,7 @@ import torch
 import torchvision.transforms.functional as F1
 from PIL import Image, ImageEnhance
 
+from dferbench.data.reference import transform_frame
 from dferbench.data.transforms import (
     AUGMENTATIONS,
     CLIP_MEAN,
@@ -30,21 +31,7 @@ def clip(t: int = 4, h: int = 40, w: int = 52, seed: int = 0) -> np.ndarray:
 
 def pil_reference(frames: np.ndarray, p: ClipParams, size: int) -> torch.Tensor:
     """The official per-frame PIL pipeline (torchvision v1 ops) with the same parameters."""
-    out = []
-    for f in frames:
-        im = Image.fromarray(f)
-        if p.brightness is not None:
-            im = F1.adjust_brightness(im, p.brightness)
-        if p.angle is not None:
-            im = im.rotate(p.angle)
-        if p.crop is not None:
-            top, left, h, w = p.crop
-            im = im.crop((left, top, left + w, top + h))
-        im = im.resize((size, size), Image.BILINEAR)
-        if p.flip:
-            im = im.transpose(Image.FLIP_LEFT_RIGHT)
-        out.append(F1.to_tensor(im))
-    return torch.stack(out)
+    return torch.stack([F1.to_tensor(transform_frame(Image.fromarray(f), p, size)) for f in frames])
 
 
 @pytest.mark.parametrize("augmentation", AUGMENTATIONS)

@@ -16,20 +16,19 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from dferbench.data.records import ClipRecord
-from dferbench.data.transforms import CLIP_MEAN, CLIP_STD, ClipTransform
+from dferbench.data.transforms import CLIP_MEAN, CLIP_STD, ClipParams, ClipTransform
 from dferbench.errors import DferbenchError
 
 
 def reference_clip(record: ClipRecord, indices: Sequence[int], transform: ClipTransform,
                    rng: np.random.Generator) -> torch.Tensor:
     """``float32 [T, 3, S, S]`` of ``record``'s frames at ``indices``, loaded the authors' way."""
-    import torchvision.transforms.functional as F1
     from PIL import Image
 
     if not os.path.isdir(record.source):
@@ -41,23 +40,31 @@ def reference_clip(record: ClipRecord, indices: Sequence[int], transform: ClipTr
     w, h = images[0].size
     p = transform.sample_params(h, w, rng)
     size = transform.image_size
-    out = []
-    for im in images:
-        if p.brightness is not None:
-            im = F1.adjust_brightness(im, p.brightness)
-        if p.angle is not None:
-            im = im.rotate(p.angle)
-        if p.crop is not None:
-            top, left, ch, cw = p.crop
-            im = im.crop((left, top, left + cw, top + ch))
-        if im.size != (size, size):
-            im = im.resize((size, size), Image.BILINEAR)
-        if p.flip:
-            im = im.transpose(Image.FLIP_LEFT_RIGHT)
-        out.append(im)
+    out = [transform_frame(im, p, size) for im in images]
     stacked = np.concatenate(out, axis=2)  # the authors' Stack(): [H, W, 3T]
     video = torch.from_numpy(stacked).permute(2, 0, 1).contiguous().to(torch.float32).div(255)
     video = video.reshape(-1, 3, size, size)
     if transform.normalize == "clip":
         video = (video - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
     return video
+
+
+def transform_frame(im: Any, p: ClipParams, size: int) -> Any:
+    """One PIL frame through the authors' transforms with the clip's parameters ``p``:
+    brightness (torchvision's ``adjust_brightness``), ``Image.rotate``, crop, bilinear
+    resize to ``size``, left-right transpose."""
+    import torchvision.transforms.functional as F1
+    from PIL import Image
+
+    if p.brightness is not None:
+        im = F1.adjust_brightness(im, p.brightness)
+    if p.angle is not None:
+        im = im.rotate(p.angle)
+    if p.crop is not None:
+        top, left, h, w = p.crop
+        im = im.crop((left, top, left + w, top + h))
+    if im.size != (size, size):
+        im = im.resize((size, size), Image.BILINEAR)
+    if p.flip:
+        im = im.transpose(Image.FLIP_LEFT_RIGHT)
+    return im

@@ -8,11 +8,13 @@ several modes, one after the other in one process:
   PIL and transformed frame by frame (:mod:`dferbench.data.reference`), default collate,
   PyTorch's default SGD, ``loss.item()`` after every step.
 * ``fast`` -- dferbench's defaults: bf16 autocast on CUDA, fused SGD on CUDA, only the
-  sampled frames decoded, JPEG decode + augmentation on the GPU when on CUDA (the
-  ``gpu`` pipeline) and otherwise libjpeg-turbo + one pass over the stacked uint8 clip,
-  pinned memory, persistent workers with deep prefetching, the device-side step of the
-  next batches overlapped with the training step on CUDA, no per-step synchronisation.
-* ``fast-cpu-decode`` -- ``fast`` with the CPU pipeline (decode in the workers).
+  sampled frames decoded, ``data.pipeline=auto`` (libjpeg-turbo in the workers + one
+  pass over the stacked uint8 clip; JPEG decode + augmentation on the GPU when CUDA has
+  fewer than 4 workers), pinned memory, persistent workers with deep prefetching, the
+  device-side step of the next batches overlapped with the training step on CUDA, no
+  per-step synchronisation.
+* ``fast-cpu-decode`` / ``fast-gpu-decode`` -- ``fast`` with the ``cpu`` / ``gpu``
+  pipeline whatever the workers.
 * ``fast-compile`` -- ``fast`` plus ``torch.compile``.
 * ``model-only-fp32`` / ``model-only-bf16`` -- no data loading at all (one random batch
   already on the device): the ceiling the input pipeline is measured against.
@@ -51,6 +53,7 @@ MODES: dict[str, dict[str, Any]] = {
     "reference": {"precision": "fp32", "pipeline": "reference", "fused": False, "compile": False, "sync": True},
     "fast": {"precision": "auto", "pipeline": "auto", "fused": None, "compile": False, "sync": False},
     "fast-cpu-decode": {"precision": "auto", "pipeline": "cpu", "fused": None, "compile": False, "sync": False},
+    "fast-gpu-decode": {"precision": "auto", "pipeline": "gpu", "fused": None, "compile": False, "sync": False},
     "fast-compile": {"precision": "auto", "pipeline": "auto", "fused": None, "compile": True, "sync": False},
     "model-only-fp32": {"precision": "fp32", "pipeline": None, "fused": False, "compile": False, "sync": True},
     "model-only-bf16": {"precision": "auto", "pipeline": None, "fused": None, "compile": False, "sync": False},
@@ -567,7 +570,7 @@ def summarize_reports(reports: list[dict[str, Any]]) -> str:
                       f"{rows_weights(report['accuracy'])} weights, synthetic, {acc['num_clips']} clips, fold "
                       f"{acc['fold']}), {env.get('card', '?')}", "", format_table(report["accuracy"]), "",
                       format_table(report["accuracy_summary"]), ""]
-    for mode in ("reference", "fast"):
+    for mode in ("reference", "fast", "fast-compile"):
         row = timing.get(mode)
         if row and row.get("eval_clips_per_s"):
             lines += [f"### Paper table (DFER-CLIP recipe: 50 epochs, test scored every epoch, 3 seeds, one method), "

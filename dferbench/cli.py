@@ -207,7 +207,8 @@ def bench_coop_memory(clip_model, device, precision, batch_sizes) -> None:
 @click.option("--clip-model", help="open_clip architecture, random weights (default: dferbench-tiny on CPU, "
               "ViT-B-32-quickgelu on CUDA).")
 @click.option("--modes", default="reference,fast", show_default=True,
-              help="Comma-separated: reference, fast, fast-cpu-decode, fast-compile, model-only-fp32, model-only-bf16.")
+              help="Comma-separated: reference, fast, fast-cpu-decode, fast-gpu-decode, fast-compile, model-only-fp32, "
+              "model-only-bf16.")
 @click.option("--root", type=click.Path(file_okay=False), help="Keep the JPEG frame folders here (default: temporary).")
 @click.option("--accuracy-seeds", help="Also train both modes for a few epochs on the synthetic benchmark with "
               "these comma-separated seeds and compare UAR/WAR.")

@@ -40,7 +40,7 @@ CORE_DEFAULTS: Config = {
         "normalize": "none",  # DFER-CLIP feeds [0, 1] pixels; "clip" = CLIP mean/std
         "augmentation": "auto",  # "auto" = the dataset's paper augmentation
         "workers": -1,  # DataLoader workers; -1 = auto (none on CPU; on CUDA the rank's CPUs less one, max 16)
-        "pipeline": "auto",  # auto (gpu on CUDA, else cpu), cpu, gpu (decode+augment on the GPU), reference
+        "pipeline": "auto",  # auto (cpu; gpu on CUDA with < 4 workers), cpu, gpu (decode+augment on the GPU), reference
         "prefetch": -1,  # batches finished for the device ahead of the step; -1 = auto (2 on CUDA, else 0), 0 = off
     },
     "model": {},

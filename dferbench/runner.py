@@ -114,7 +114,7 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
     dict shared by the plans of one call, keeps each dataset built once per ``[data]``
     section instead of re-scanning the disk for every model of a suite."""
     from dferbench import distributed as dist
-    from dferbench.data.loader import ClipSet, resolve_pipeline
+    from dferbench.data.loader import ClipSet, resolve_pipeline, resolve_workers
     from dferbench.engine import effective_precision, resolve_device, seed_everything
     from dferbench.method import ModelContext, Monitor
     from dferbench.metrics import compute_metrics
@@ -206,7 +206,7 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
                 "git_commit": git_commit(),
                 "device": device,
                 "precision": effective_precision(device, config["train"]["precision"]),
-                "data_pipeline": resolve_pipeline(data["pipeline"], device),
+                "data_pipeline": resolve_pipeline(data["pipeline"], device, resolve_workers(data["workers"], device)),
                 "world_size": dist.rank_world()[1],
                 "wall_seconds": round(time.perf_counter() - start, 2),
                 "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

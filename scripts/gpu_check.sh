@@ -20,9 +20,9 @@
 #   1. environment: card, torch/torchvision, nvJPEG decode probe
 #   1b. the CUDA-only tests (pytest -m cuda: side-stream prefetching, nvJPEG, bf16 training)
 #   2. bench train, ViT-B-32-quickgelu random weights, batch 48 x 16 frames: reference,
-#      fast, fast-cpu-decode, fast-compile, model-only-bf16 (+ eval throughput)
+#      fast, fast-gpu-decode, fast-compile, model-only-bf16 (+ eval throughput)
 #   3. accuracy: reference vs fast, 3 seeds x 4 epochs on the synthetic benchmark as JPEGs
-#   4. one `dferbench run` unit on CUDA: the result records bf16 and the gpu pipeline
+#   4. one `dferbench run` unit on CUDA: the result records bf16 and the pipeline that ran
 #   5. summary.md: the README tables and the GPU-hour extrapolation
 # Everything written to $OUT is small (logs, JSON, Markdown); frames go to $WORK.
 set -u
@@ -89,7 +89,7 @@ if [[ $DEVICE != cpu ]]; then
 fi
 
 step bench-train 300 "$PY" -m dferbench bench train --device "$DEVICE" \
-  --modes "${BENCH_MODES:-reference,fast,fast-cpu-decode,fast-compile,model-only-bf16}" \
+  --modes "${BENCH_MODES:-reference,fast,fast-gpu-decode,fast-compile,model-only-bf16}" \
   --root "$WORK/bench" --json "$OUT/bench_train.json"
 
 step accuracy 200 "$PY" -m dferbench bench train --device "$DEVICE" --modes "" --root "$WORK/accuracy" \

@@ -103,9 +103,9 @@ def test_precision_and_pipeline_are_checked_and_recorded():
     assert engine.effective_precision("cuda:1", "fp32") == "fp32"
     with pytest.raises(DferbenchError, match="train.precision must be one of auto, bf16, fp32"):
         engine.autocast("cpu", "fp16")
-    assert resolve_pipeline("auto", "cpu") == "cpu"
+    assert resolve_pipeline("auto", "cpu", 0) == "cpu"
     with pytest.raises(DferbenchError, match="data.pipeline must be one of"):
-        resolve_pipeline("nvdali", "cpu")
+        resolve_pipeline("nvdali", "cpu", 0)
     base = copy.deepcopy(cfg.CORE_DEFAULTS)
     with pytest.raises(DferbenchError, match="data.pipeline"):
         cfg.validate(cfg.apply_overrides(base, ["data.pipeline=fastest"]))
@@ -123,6 +123,21 @@ def test_prefetch_setting_reaches_the_batches():
     assert toy_clips(prefetch=3).batches(train=True, batch_size=4).prefetch == 3
     assert toy_clips(prefetch=3).batches(train=True, batch_size=4, prefetch=1).prefetch == 1
     assert toy_clips(pipeline="reference").batches(train=True, batch_size=4, device="cuda").prefetch == 0
+
+
+def test_auto_pipeline_decodes_on_the_gpu_only_when_workers_are_few(monkeypatch):
+    import dferbench.data.gpu as gpu
+
+    monkeypatch.setattr(gpu, "decode_available", lambda device: True)
+    assert resolve_pipeline("auto", "cuda", 15) == "cpu"
+    assert resolve_pipeline("auto", "cuda:1", 4) == "cpu"
+    assert resolve_pipeline("auto", "cuda", 3) == "gpu"
+    assert resolve_pipeline("auto", "cpu", 0) == "cpu"
+    assert resolve_pipeline("gpu", "cuda", 15) == "gpu"
+    assert toy_clips(workers=2).batches(train=True, batch_size=4, device="cuda").pipeline == "gpu"
+    assert toy_clips(workers=6).batches(train=True, batch_size=4, device="cuda").pipeline == "cpu"
+    monkeypatch.setattr(gpu, "decode_available", lambda device: False)  # e.g. no nvJPEG in torchvision
+    assert resolve_pipeline("auto", "cuda", 0) == "cpu"
 
 
 def test_workers_auto():

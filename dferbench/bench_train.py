@@ -74,6 +74,7 @@ class BenchSettings:
     steps: int = 4
     warmup: int = 1
     workers: int = 0
+    prefetch: int = -1  # batches finished ahead on the device (-1 auto); the reference mode never does
     augmentation: str = "dfew"
     frame_size: int = 224  # the JPEGs on disk (face crops are 224 x 224)
     frames_per_clip: int = 32
@@ -231,7 +232,7 @@ def run_mode(name: str, settings: BenchSettings, records: list[ClipRecord]) -> d
     else:
         clips = ClipSet("bench", records, FrameFolderReader(), num_frames=settings.frames, image_size=size,
                         normalize="none", augmentation=settings.augmentation, workers=settings.workers,
-                        pipeline=mode["pipeline"])
+                        pipeline=mode["pipeline"], prefetch=_prefetch(settings, mode))
         stream = clips.batches(train=True, batch_size=settings.batch_size, device=device, seed=settings.seed,
                                drop_last=True)
         pipeline, workers, prefetch = stream.pipeline, stream.workers, stream.prefetch
@@ -278,6 +279,10 @@ def run_mode(name: str, settings: BenchSettings, records: list[ClipRecord]) -> d
     }
 
 
+def _prefetch(settings: BenchSettings, mode: dict[str, Any]) -> int:
+    return 0 if mode["pipeline"] == "reference" else settings.prefetch
+
+
 def _eval_batches(settings: BenchSettings, mode: dict[str, Any], records: list[ClipRecord], size: int,
                   video: torch.Tensor | None) -> Iterator[torch.Tensor]:
     """Test-time batches (no augmentation) through the mode's pipeline, for the eval timing."""
@@ -289,7 +294,8 @@ def _eval_batches(settings: BenchSettings, mode: dict[str, Any], records: list[C
     from dferbench.data.readers import FrameFolderReader
 
     clips = ClipSet("bench", records, FrameFolderReader(), num_frames=settings.frames, image_size=size,
-                    normalize="none", augmentation="none", workers=settings.workers, pipeline=mode["pipeline"])
+                    normalize="none", augmentation="none", workers=settings.workers, pipeline=mode["pipeline"],
+                    prefetch=_prefetch(settings, mode))
     stream = clips.batches(train=False, batch_size=settings.batch_size, device=settings.device, persistent=True)
     return (video for epoch in itertools.count() for video, *_ in stream.epoch(0))
 
@@ -347,10 +353,14 @@ def environment(device: str) -> dict[str, Any]:
 
 
 def benchmark_training(settings: BenchSettings | None = None, *, root: str | os.PathLike[str] | None = None,
-                       echo: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+                       echo: Callable[[str], None] | None = None,
+                       on_row: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
     """One row per mode of ``settings.modes``; ``speedup`` is relative to the first mode.
 
-    The frame folders go to ``root`` (kept and reused) or a temporary folder.
+    The frame folders go to ``root`` (kept and reused) or a temporary folder. A mode that
+    fails gets a row with its ``error`` and the next mode runs: on a borrowed GPU one
+    broken mode must not cost the others' numbers. ``on_row(rows)`` is called after each
+    mode with the rows so far (a caller saves them, should the run be cut short).
     """
     settings = settings or defaults("cpu")
     unknown = [m for m in settings.modes if m not in MODES]
@@ -360,7 +370,7 @@ def benchmark_training(settings: BenchSettings | None = None, *, root: str | os.
         raise DferbenchError(f"unknown benchmark mode(s) {unknown}; valid: {', '.join(MODES)}")
     if root is None:
         with tempfile.TemporaryDirectory() as tmp:
-            return benchmark_training(settings, root=tmp, echo=echo)
+            return benchmark_training(settings, root=tmp, echo=echo, on_row=on_row)
     clips = settings.clips or (settings.warmup + settings.steps) * settings.batch_size
     records = write_frame_folders(Path(root) / "frames", clips, settings.frames_per_clip, settings.frame_size)
     rows: list[dict[str, Any]] = []
@@ -372,15 +382,32 @@ def benchmark_training(settings: BenchSettings | None = None, *, root: str | os.
         for name in settings.modes:
             if echo:
                 echo(f"bench train: {name} ...")
-            row = {**run_mode(name, settings, records), "batch": settings.batch_size, "frames": settings.frames,
-                   "clip_model": settings.clip_model, "device": settings.device}
-            rows.append(row)
+            try:
+                row = run_mode(name, settings, records)
+            except Exception as exc:  # noqa: BLE001 - reported in the row and by the caller
+                row = {"mode": name, "error": f"{type(exc).__name__}: {exc}"}
+                gc.collect()
+                if settings.device.startswith("cuda"):
+                    torch.cuda.empty_cache()
+            rows.append({**row, "batch": settings.batch_size, "frames": settings.frames,
+                         "clip_model": settings.clip_model, "device": settings.device})
+            _speedups(rows)
+            if echo:
+                echo(f"bench train: {name}: " + (f"FAILED ({row['error']})" if "error" in row else
+                                                 f"{row['clips_per_s']} clips/s, {row['ms_per_step']} ms/step"))
+            if on_row:
+                on_row(rows)
     finally:
         if flush:
             torch.set_flush_denormal(False)
-    for row in rows:
-        row["speedup"] = round(row["clips_per_s"] / rows[0]["clips_per_s"], 2)
     return rows
+
+
+def _speedups(rows: list[dict[str, Any]]) -> None:
+    base = rows[0].get("clips_per_s")
+    for row in rows:
+        if "clips_per_s" in row:
+            row["speedup"] = round(row["clips_per_s"] / base, 2) if base else None
 
 
 # ---------------------------------------------------------------------------------------
@@ -544,6 +571,12 @@ TIMING_KEYS = ["mode", "device", "clip_model", "batch", "frames", "precision", "
                "ms_per_step", "clips_per_s", "speedup", "input_ms_per_step", "peak_mem_mb", "eval_clips_per_s"]
 
 
+def timing_table(rows: list[dict[str, Any]]) -> str:
+    """The timing rows as Markdown, with an ``error`` column when a mode failed."""
+    failed = any("error" in r for r in rows)
+    return format_table(rows, TIMING_KEYS + (["error"] if failed else []))
+
+
 def settings_dict(settings: Any) -> dict[str, Any]:
     return asdict(settings)
 
@@ -561,7 +594,7 @@ def summarize_reports(reports: list[dict[str, Any]]) -> str:
         env = report.get("environment", {})
         if report.get("timing"):
             lines += [f"### Training step, {env.get('card', '?')} ({env.get('device', '?')}), torch {env.get('torch', '?')}",
-                      "", format_table(report["timing"], TIMING_KEYS), ""]
+                      "", timing_table(report["timing"]), ""]
             for row in report["timing"]:
                 timing.setdefault(row["mode"], row)
         if report.get("accuracy"):

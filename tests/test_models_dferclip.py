@@ -70,6 +70,8 @@ def test_create_clip_pretrained_errors(tmp_path):
         create_clip("ViT-B-32-quickgelu", "opneai")
     with pytest.raises(ValueError, match="unknown open_clip model"):
         create_clip("no-such-model", None)
+    with pytest.raises(ValueError, match="did you mean ViT-B-32-quickgelu"):
+        create_clip("ViT-B-32-quickgelo", None)
 
 
 def test_create_clip_from_local_file(tmp_path, tiny):

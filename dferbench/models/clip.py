@@ -123,8 +123,13 @@ def create_clip(
         that architecture (OpenAI BPE for CLIP models: SOT 49406, EOT 49407, 77 tokens).
     """
     if open_clip.get_model_config(model_name) is None:
+        import difflib
+
+        close = difflib.get_close_matches(model_name, open_clip.list_models(), n=4)
         raise ValueError(
-            f"unknown open_clip model {model_name!r}; known: {', '.join(open_clip.list_models())}"
+            f"unknown open_clip model {model_name!r}"
+            + (f"; did you mean {', '.join(close)}?" if close else "")
+            + " (open_clip.list_models() lists them all)"
         )
     if pretrained is not None and os.fspath(pretrained) == SYNTHETIC_PRETRAINED:
         return _create_synthetic_clip(model_name, device)

@@ -224,9 +224,9 @@ def bench_coop_memory(clip_model, device, precision, batch_sizes) -> None:
 @click.option("--accuracy-lr-image", type=float, help="Image-encoder learning rate of the accuracy runs "
               "(default: the paper's 1e-5; random weights need more).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the tables as JSON here.")
-def bench_train(model, device, batch_size, frames, steps, warmup, workers, prefetch, clip_model, modes, root, accuracy_seeds,
-                accuracy_epochs, accuracy_clips, accuracy_frames, accuracy_batch_size, accuracy_pretrained,
-                accuracy_lr_image, json_out) -> None:
+def bench_train(model, device, batch_size, frames, steps, warmup, workers, prefetch, clip_model, modes, root,
+                accuracy_seeds, accuracy_epochs, accuracy_clips, accuracy_frames, accuracy_batch_size,
+                accuracy_pretrained, accuracy_lr_image, json_out) -> None:
     """Clips/s and peak memory of the authors' training loop (reference) vs dferbench's (fast).
 
     \b

@@ -25,6 +25,11 @@ DFER-CLIP:
 4. training augmentation: their DFEW / FERV39k / MAFW transform chains run on real PIL
    frames with their own random draws; the draws are recorded, turned into dferbench's
    per-clip parameters and applied by the ``cpu`` and ``gpu`` pipelines' code -> pixels.
+5. annotation files: every line of their ``annotation/*.txt`` is parsed; a sample of
+   lines per file is written verbatim next to a frame tree laid out like their paths
+   under a new root, and dferbench's ``dfew`` / ``ferv39k`` / ``mafw`` datasets are built
+   from it -> every fold, clip, label and frame count; FERV39k's labels are checked
+   against the emotion folder of each path.
 
 CoOp / Co-CoOp: their ``CustomCLIP`` (CoOp with a generic and a class-specific context,
 class token at the end, middle and front; Co-CoOp with its meta-net) against dferbench's
@@ -181,6 +186,58 @@ def compare_test_loader(authors: types.SimpleNamespace, scratch: Path) -> None:
             d = (theirs[c][0] - ours[c]).abs() * 255
             print(f"test clip, {n:3d} frames of {size} px, pipeline {pipeline:9s}: "
                   f"max |diff| {d.max().item():.2f} grey levels, mean {d.mean().item():.4f}")
+
+
+ANNOTATED = {"DFEW": "dfew", "FERV39K": "ferv39k", "MAFW": "mafw"}  # file prefix -> dataset
+
+
+def compare_annotations(repo: Path, scratch: Path, per_file: int = 60) -> None:
+    import io
+    import random
+
+    from PIL import Image
+
+    from dferbench.data.annotations import parse_annotation_file
+    from dferbench.data.datasets import FERV39K_CLASSES, FERV39K_EMOTIONS, build_dfew, build_ferv39k, build_mafw
+
+    builders = {"dfew": build_dfew, "ferv39k": build_ferv39k, "mafw": build_mafw}
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (120, 90, 60)).save(buffer, format="JPEG")
+    frame = buffer.getvalue()
+    rng = random.Random(0)
+    expected: dict[str, dict[tuple[int, str, str], tuple[int, int]]] = {d: {} for d in builders}
+    emotions: dict[str, set[int]] = {}
+    for path in sorted((repo / "annotation").glob("*.txt")):
+        prefix, *rest = path.stem.split("_")
+        dataset = ANNOTATED[prefix]
+        fold = int(rest[1]) if rest[0] == "set" else 1
+        lines, errors = parse_annotation_file(path, 11 if dataset == "mafw" else 7, strict=False)
+        if errors:
+            raise SystemExit(f"annotation: {path.name}: {errors[0]}")
+        if dataset == "ferv39k":
+            for line in lines:
+                emotions.setdefault(line.path.split("/")[-2], set()).add(line.label)
+        sample = rng.sample(lines, min(per_file, len(lines)))
+        ann = scratch / "annotation" / dataset
+        ann.mkdir(parents=True, exist_ok=True)
+        (ann / path.name).write_text("".join(f"{a.path} {a.n_frames} {a.label}\n" for a in sample))
+        for a in sample:
+            folder = scratch / "tree" / dataset / a.path.split(f"/{prefix}/", 1)[1]
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(1, a.n_frames + 1):
+                (folder / f"{i:05d}.jpg").write_bytes(frame)
+            expected[dataset][(fold, path.stem.rsplit("_", 1)[1], str(folder))] = (a.n_frames, a.label)
+        print(f"annotation {path.name}: {len(lines)} lines parsed, no errors")
+    named = {name: sorted(labels) for name, labels in emotions.items()}
+    ours = {name: [FERV39K_CLASSES.index(FERV39K_EMOTIONS[name.lower()])] for name in named}
+    print(f"FERV39k emotion folder -> their label {named}; dferbench's class of that name: "
+          f"{'same for all' if named == ours else ours}")
+    for dataset, build in builders.items():
+        data = build({"root": str(scratch / "tree" / dataset), "annotations": str(scratch / "annotation" / dataset)})
+        got = {(fold, split, r.source): (r.n_frames, r.label)
+               for fold in data.folds for split in ("train", "test") for r in data.split(fold, split)}
+        print(f"{dataset}: folds {data.folds}, {len(got)} clips built from the sampled lines; "
+              f"sources, frame counts and labels {'identical' if got == expected[dataset] else 'DIFFERENT'}")
 
 
 class _RecordedRandom:
@@ -340,6 +397,7 @@ def main() -> None:
                 compare_model(authors, Path(tmp))
             compare_test_loader(authors, Path(tmp))
             compare_train_augmentation(authors, Path(tmp))
+            compare_annotations(args.dfer_clip.resolve(), Path(tmp))
         if args.coop:
             compare_coop(_import_coop(args.coop.resolve(), Path(tmp)))
 

@@ -29,11 +29,11 @@ Data pipelines (``data.pipeline``):
   PIL, transform frame by frame (:mod:`dferbench.data.reference`); for comparisons.
 * ``auto`` (default): ``cpu``, except on CUDA with fewer than
   :data:`CPU_DECODE_MIN_WORKERS` workers, where ``gpu`` (if torchvision decodes JPEGs
-  there). Decoding in the workers keeps the GPU for the training step; a worker supplies
-  about 95 clips/s of 16 frames (224 px JPEGs, DFEW augmentation, one core of the CI box),
-  while the GPU path cost an H100 about 2.4 ms of GPU time per clip, as much as the bf16
-  ViT-B/32 step itself. So a few workers already beat decoding on the GPU, and the GPU
-  path is for machines with few CPUs per GPU.
+  there). Decoding in the workers keeps the GPU for the training step: one core makes
+  about 120 clips/s of 16 frames (224 px JPEGs, DFEW augmentation; ``dferbench bench
+  data``), while the GPU path cost an H100 about 2.4 ms of GPU time per clip, as much as
+  the bf16 ViT-B/32 step itself. So a few workers already beat decoding on the GPU, and
+  the GPU path is for machines with few CPUs per GPU.
 
 On CUDA the device-side step of each pipeline (copy, scaling, decoding and augmenting)
 runs for the next batches in a background thread on a stream of its own, overlapping the

@@ -302,7 +302,8 @@ def _eval_batches(settings: BenchSettings, mode: dict[str, Any], records: list[C
 
 @torch.no_grad()
 def _time_eval(model: Any, batches: Iterator[torch.Tensor], settings: BenchSettings, precision: str) -> float:
-    """Seconds for ``settings.eval_steps`` inference batches (after one untimed batch)."""
+    """Seconds for ``settings.eval_steps`` inference batches (after one untimed batch), of
+    the uncompiled module, which is also what the engine evaluates with ``train.compile``."""
     from dferbench.engine import autocast
 
     if not settings.eval_steps:

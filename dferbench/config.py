@@ -49,7 +49,7 @@ CORE_DEFAULTS: Config = {
         "batch_size": 48,
         "eval_batch_size": 64,
         "device": "auto",
-        "precision": "auto",  # bf16 autocast on CUDA, fp32 on CPU; "fp32" forces fp32
+        "precision": "auto",  # bf16 autocast on CUDA (Ampere or later), else fp32; "fp32" forces fp32
         "compile": False,  # torch.compile the network for training
     },
     "protocol": {

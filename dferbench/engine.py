@@ -1,8 +1,9 @@
 """The training and inference loop shared by every torch-based method.
 
-On CUDA it runs fast by default: bf16 autocast (``train.precision = "fp32"`` turns it
-off), the ``gpu`` data pipeline (JPEG decode and augmentation on the GPU, see
-:mod:`dferbench.data.loader`), persistent workers with pinned memory and prefetching, no
+On CUDA it runs fast by default: bf16 autocast on GPUs that compute in bf16
+(``train.precision = "fp32"`` turns it off), the data pipeline that ``data.pipeline =
+"auto"`` picks (see :mod:`dferbench.data.loader`), persistent workers with pinned memory,
+the device-side step of the next batches overlapped with the training step, no
 host-device synchronisation inside an epoch, and optionally ``torch.compile``. Under
 ``torchrun`` it trains with DistributedDataParallel and evaluates each test clip on
 exactly one rank (see :mod:`dferbench.distributed`). On the CPU the arithmetic is the
@@ -53,16 +54,24 @@ def _check_precision(precision: str) -> None:
 
 
 def autocast(device: str, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA when ``precision`` is ``bf16`` (or ``auto``); fp32 otherwise."""
-    _check_precision(precision)
-    if device.startswith("cuda") and precision in ("auto", "bf16"):
+    """bf16 autocast where :func:`effective_precision` says bf16; fp32 otherwise."""
+    if effective_precision(device, precision) == "bf16":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
 def effective_precision(device: str, precision: str) -> str:
+    """``bf16`` or ``fp32``: ``auto`` is bf16 on GPUs with bf16 arithmetic, fp32 elsewhere."""
     _check_precision(precision)
-    return "bf16" if device.startswith("cuda") and precision in ("auto", "bf16") else "fp32"
+    if not device.startswith("cuda") or precision == "fp32":
+        return "fp32"
+    return "bf16" if precision == "bf16" or _bf16_in_hardware(device) else "fp32"
+
+
+def _bf16_in_hardware(device: str) -> bool:
+    # Compute capability 8.0 (Ampere) and later; older GPUs (V100, T4) emulate bf16, slowly.
+    # Without a visible GPU (the CPU test machine) there is nothing to ask.
+    return not torch.cuda.is_available() or torch.cuda.get_device_capability(device)[0] >= 8
 
 
 def compile_module(module: nn.Module) -> nn.Module:

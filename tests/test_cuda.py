@@ -50,6 +50,27 @@ def test_nvjpeg_pipeline_matches_the_cpu_pipeline(folders):
         assert (a - b).abs().mean() <= 0.5 * grey
 
 
+def test_nvjpeg_waits_for_the_kernels_still_reading_the_last_batch(folders):
+    # nvJPEG writes on a stream of its own: without a wait, the blocks the previous batch
+    # freed could be overwritten while its queued kernels (held back here) still read them.
+    stream = _clips(folders, "gpu").batches(train=True, batch_size=4, device="cuda", seed=2, drop_last=True,
+                                            prefetch=0)
+    stream.plan.set_epoch(1)
+    raw = list(stream.loader)[:3]
+    expected = []
+    for batch in raw:
+        expected.append(stream._to_device(batch)[0].cpu())
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        held_back = []
+        for batch in raw:
+            torch.cuda._sleep(200_000_000)  # about 0.1 s: this batch's kernels queue behind it
+            held_back.append(stream._to_device(batch)[0])
+    torch.cuda.synchronize()
+    for a, b in zip(expected, held_back):
+        assert torch.equal(a, b.cpu())
+
+
 def test_bf16_training_on_cuda_records_what_ran(folders):
     clips = _clips(folders, "auto", workers=2)
     module = MeanBrightness(7)

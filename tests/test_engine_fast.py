@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import numpy as np
@@ -116,6 +117,16 @@ def test_precision_and_pipeline_are_checked_and_recorded():
     # execution settings, like the device: same unit, same result file
     assert cfg.config_hash(base) == cfg.config_hash(cfg.apply_overrides(
         base, ["data.pipeline=gpu", "train.compile=true", "data.workers=6", "data.prefetch=0"]))
+
+
+def test_auto_precision_is_fp32_on_gpus_without_bf16_arithmetic(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))  # V100
+    assert engine.effective_precision("cuda", "auto") == "fp32"
+    assert isinstance(engine.autocast("cuda", "auto"), contextlib.nullcontext)
+    assert engine.effective_precision("cuda", "bf16") == "bf16"  # asked for explicitly
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))  # A100
+    assert engine.effective_precision("cuda:1", "auto") == "bf16"
 
 
 def test_prefetch_setting_reaches_the_batches():

@@ -203,6 +203,11 @@ def decode(jpegs: list[torch.Tensor], device: str | torch.device) -> list[torch.
 
     if not jpegs:
         return []
+    if torch.device(device).type == "cuda":
+        # torchvision allocates the outputs on the current stream but nvJPEG writes them on
+        # a stream of its own that does not wait for this one: a block freed by the previous
+        # batch could be overwritten while kernels queued here still read it.
+        torch.cuda.current_stream(device).synchronize()
     with warnings.catch_warnings():
         # torchvision 0.29 deprecates its image codecs in favour of TorchCodec; they still
         # work, and the warning would repeat on every batch.

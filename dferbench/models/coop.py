@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from open_clip.transformer import text_global_pool
 from torch import nn
 
+from .precision import full_precision
 from .prompt_learner import PromptLearner, TextEncoder, coop_name_lens
 
 __all__ = ["CoOp", "CoCoOp", "encode_prompts", "pool_positions", "saved_activation_bytes"]
@@ -139,7 +140,9 @@ class CoOp(_FrozenCLIPPrompting):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Video or features (see :meth:`video_features`) -> logits ``[B, C]``."""
         video = self.video_features(inputs)  # [B, E]
-        return self.logit_scale * video @ self.text_features().t()  # [B, C]
+        text = self.text_features()  # [C, E]
+        with full_precision(video):
+            return self.logit_scale * video @ text.t()  # [B, C]
 
 
 class CoCoOp(_FrozenCLIPPrompting):
@@ -187,7 +190,8 @@ class CoCoOp(_FrozenCLIPPrompting):
         tokenized = self.tokenized_prompts.repeat(b, 1)  # [B*C, L]
         text = encode_prompts(self.text_encoder, prompts.flatten(0, 1), tokenized)  # [B*C, E]
         text = F.normalize(text.float(), dim=-1).reshape(b, c, -1)  # [B, C, E]
-        return self.logit_scale * torch.einsum("be,bce->bc", video, text)  # [B, C]
+        with full_precision(video):
+            return self.logit_scale * torch.einsum("be,bce->bc", video, text)  # [B, C]
 
 
 def saved_activation_bytes(module: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:

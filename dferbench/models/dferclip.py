@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .clip import default_tokenizer
+from .precision import full_precision
 from .prompt_learner import PromptLearner, TextEncoder
 from .temporal import build_temporal_model
 
@@ -136,7 +137,8 @@ class DFERCLIP(nn.Module):
         """``video [B, T, 3, H, W]`` (float) -> logits ``[B, C]``."""
         video_features = self.encode_video(video)  # [B, E]
         text_features = self.encode_text()  # [C, E]
-        return video_features @ text_features.t() / self.temperature  # [B, C]
+        with full_precision(video_features):
+            return video_features.float() @ text_features.float().t() / self.temperature  # [B, C]
 
     def param_groups(
         self,

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from dferbench.models.precision import full_precision
+
 
 class FineTuneNet(nn.Module):
     """``video [B, T, 3, H, W]`` -> image encoder per frame -> temporal model -> linear head."""
@@ -33,7 +35,9 @@ class FineTuneNet(nn.Module):
         b, t = video.shape[:2]
         dtype = next(self.image_encoder.parameters()).dtype
         frames = self.image_encoder(video.flatten(0, 1).to(dtype))  # [B*T, E]
-        return self.head(self.temporal_net(frames.reshape(b, t, -1)))  # [B, T, E] -> [B, E] -> [B, C]
+        features = self.temporal_net(frames.reshape(b, t, -1))  # [B, T, E] -> [B, E]
+        with full_precision(features):
+            return self.head(features.float())  # [B, C]
 
     def param_groups(self, lr_image: float, lr_temporal: float, lr_head: float) -> list[dict[str, Any]]:
         groups = [{"name": "image_encoder", "params": list(self.image_encoder.parameters()), "lr": lr_image},

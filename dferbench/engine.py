@@ -27,7 +27,7 @@ from torch import nn
 from dferbench import distributed as dist
 from dferbench.data.loader import ClipSet
 from dferbench.errors import DferbenchError
-from dferbench.method import Monitor
+from dferbench.method import Monitor, require_training_clips
 from dferbench.metrics import war as war_metric
 from dferbench.progress import progress
 
@@ -170,6 +170,7 @@ def train_module(
     the number of processes.
     """
     _check_precision(precision)
+    require_training_clips(train)
     rank, world = dist.rank_world()
     if drop_last and len(train) < batch_size:
         batch_size = len(train)  # a tiny split would otherwise yield no batch at all

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 
+from dferbench.errors import DferbenchError
+
 if TYPE_CHECKING:
     from dferbench.data.loader import ClipSet
 
@@ -71,3 +73,13 @@ class Method(Protocol):
     def predict(self, clips: ClipSet) -> np.ndarray:
         """Return float logits ``[len(clips), n_classes]`` in the order of ``clips``."""
         ...
+
+
+def require_training_clips(train: ClipSet) -> None:
+    """Stop a method that trains, in one line, when the fold has no training clips."""
+    if len(train) == 0:
+        raise DferbenchError(
+            f"{train.dataset}: the train split of this fold has no clips (an evaluation-only set, or every "
+            "training clip skipped as bad), and this model trains; use a zero-shot model or give the "
+            "dataset a train split"
+        )

@@ -136,6 +136,10 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
     main_process = dist.is_main_process()
     if not main_process:  # only rank 0 of a torchrun job talks and writes
         echo, progress = (lambda _message: None), False
+    skipped = dataset.notes.get("skipped_bad_clips", 0)
+    if skipped:
+        echo(f"note  {run.dataset_name}: {skipped} clips skipped as bad (data.skip_bad_clips); "
+             "`dferbench check-data` lists them")
     data = config["data"]
     augmentation = dataset.augmentation if data["augmentation"] == "auto" else data["augmentation"]
     selection = "checkpoint" if fixed_network else config["protocol"]["selection"]
@@ -164,6 +168,10 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
                                pipeline=data["pipeline"], prefetch=data["prefetch"])
 
             train, test = clipset("train"), clipset("test")
+            if len(test) == 0:
+                raise DferbenchError(f"{run.dataset_name}: the test split of fold {fold} has no clips"
+                                     + (f" ({skipped} of the dataset skipped as bad)" if skipped else "")
+                                     + "; nothing to score")
             workdir = Path(output) / ".work" / run.dataset_name
             ctx = ModelContext(model=run.model.name, dataset=run.dataset_name, fold=fold, classes=list(dataset.classes),
                                config=copy.deepcopy(config), device=device, seed=seed, workdir=workdir,

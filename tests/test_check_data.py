@@ -65,7 +65,7 @@ def test_every_problem_of_a_broken_tree_is_reported(root, tmp_path):
     assert not report.ok
     counts = {k: report.count(k) for k in KINDS}
     assert counts == {"layout": 0, "malformed_line": 1, "label_out_of_range": 1, "missing_clip": 1,
-                      "empty_clip": 1, "unreadable": 2, "duplicate": 1, "train_test_overlap": 1,
+                      "empty_clip": 1, "unreadable": 0, "corrupt": 2, "duplicate": 1, "train_test_overlap": 1,
                       "count_mismatch": 1}
     text = report.format()
     assert "DFEW_set_1_train.txt:10: num_frames and label must be integers" in text
@@ -75,7 +75,8 @@ def test_every_problem_of_a_broken_tree_is_reported(root, tmp_path):
     assert "clip '00003' missing" in text and "clip '00009' empty" in text
     assert "00004/00005.jpg: corrupt or truncated image" in text and "00006/00002.jpg" in text
     assert "clip '00008' annotated 18 frames, 17 on disk" in text
-    assert "skip_bad_clips" in text
+    assert "set data.skip_bad_clips=true to drop the clips that are missing, empty" in text
+    assert "skip_bad_clips does not drop them" in text  # the corrupt frames: found only by decoding
 
 
 def test_count_mismatch_alone_is_usable(root, tmp_path):

@@ -247,10 +247,26 @@ def test_ferv39k_official_split_files_as_fallback(tmp_path):
         build_ferv39k({"root": str(root)})
 
 
+def test_ferv39k_official_split_files_anywhere_through_data_annotations(tmp_path):
+    # a Google Drive download puts 4_setups next to the face crops' folder, not inside it
+    root = make_ferv39k(tmp_path / "faces")
+    shutil.rmtree(root / "annotation")
+    setups = tmp_path / "drive-download" / "4_setups" / "All_scenes"
+    setups.mkdir(parents=True)
+    (setups / "train_All.csv").write_text("Action/Happy/0015 Happy\n")
+    (setups / "test_All.csv").write_text("Speech/Fear/0002 Fear\n")
+    ds = build_ferv39k({"root": str(root), "annotations": str(setups)})
+    assert [(r.clip_id, r.label) for r in ds.split(1, "test")] == [("Speech/Fear/0002", 6)]
+    with pytest.raises(DferbenchError, match="set data.root to the folder holding 2_ClipsforFaceCrop"):
+        build_ferv39k({"annotations": str(setups)})
+
+
 def test_ferv39k_without_split_files_says_what_to_set(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DferbenchError, match="set data.annotations"):
+    with pytest.raises(DferbenchError, match=r"set data.annotations.*train_All\.csv / test_All\.csv"):
         build_ferv39k({"root": str(tmp_path / "empty")})
+    with pytest.raises(DferbenchError, match="no DFER-CLIP annotation files .* in .*empty.*nor FERV39k's own"):
+        build_ferv39k({"root": str(tmp_path / "empty"), "annotations": str(tmp_path / "empty")})
 
 
 # ------------------------------------------------------------------------ MAFW
@@ -361,6 +377,29 @@ def test_custom_errors_name_file_and_line(tmp_path):
         build_custom({"file": str(f)})
     with pytest.raises(DferbenchError, match="data.file"):
         build_custom({})
+
+
+def test_custom_files_in_other_encodings(tmp_path):
+    make_custom(tmp_path)
+    f = tmp_path / "clips.csv"
+    f.write_bytes("path,label\nframes/bob_01,tristesse\nframes/bob_02,colère\n".encode("cp1252"))
+    with pytest.raises(DferbenchError, match=r"clips\.csv: not UTF-8 text .* save it as UTF-8"):
+        build_custom({"file": str(f)})
+    t = tmp_path / "clips.toml"  # Notepad writes a byte-order mark
+    t.write_bytes('\ufeff[[clips]]\npath = "frames/bob_01"\nlabel = "calm"\n'.encode("utf-8"))
+    assert [r.clip_id for r in build_custom({"file": str(t)}).split(1, "test")] == ["frames/bob_01"]
+
+
+def test_clips_found_nowhere_point_at_data_frames_dir(tmp_path):
+    ann = tmp_path / "annotation"
+    write_frames(tmp_path / "MAFW" / "data" / "frames" / "00005", 4, size=8)
+    write_annotation(ann / "MAFW_set_1_train.txt", [f"{AUTHORS_PREFIX}/MAFW/frames/00005 4 1"])
+    write_annotation(ann / "MAFW_set_1_test.txt", [f"{AUTHORS_PREFIX}/MAFW/frames/00005 4 1"])
+    options = {"root": str(tmp_path / "MAFW"), "annotations": str(ann)}
+    with pytest.raises(DferbenchError, match=r"none of them was found below .*MAFW: .*set data.frames_dir"):
+        build_mafw(options)
+    with pytest.raises(DferbenchError, match="in both train and test"):  # found: the next problem shows
+        build_mafw({**options, "frames_dir": "data/frames"})
 
 
 def test_custom_corrupt_video_is_skipped_when_asked(tmp_path):

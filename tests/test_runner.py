@@ -97,3 +97,38 @@ def test_suites_expand_to_model_variants(toy_plugin):
     assert ("toy-model", []) in api.expand("all", "toy")
     with pytest.raises(DferbenchError, match="unknown suite 'papr'. Did you mean 'paper'?"):
         api.expand("suite:papr", "synthetic")
+
+
+def test_empty_splits_stop_with_one_line(tmp_path):
+    from dferbench.data.fake_trees import write_frames
+
+    for name in ("a", "b"):
+        write_frames(tmp_path / "frames" / name, 5, size=8)
+    tiny = ["model.clip_model=dferbench-test-tiny", "model.pretrained=", "data.image_size=32", "data.num_frames=4"]
+    evaluation_only = tmp_path / "eval.csv"
+    evaluation_only.write_text("path,label\nframes/a,happy\nframes/b,sad\n")
+    overrides = tiny + [f"data.file={evaluation_only}"]
+    for model in ("dferclip", "linear-probe", "coop"):
+        with pytest.raises(DferbenchError, match="train split of this fold has no clips .* this model trains"):
+            api.run(model, "custom", output=tmp_path / "out", overrides=overrides, echo=lambda m: None)
+    assert api.run("zeroshot-clip", "custom", output=tmp_path / "out", overrides=overrides,
+                   echo=lambda m: None)[0]["n_test"] == 2
+    train_only = tmp_path / "train.csv"
+    train_only.write_text("path,label,split\nframes/a,happy,train\nframes/b,sad,train\n")
+    with pytest.raises(DferbenchError, match="the test split of fold 1 has no clips; nothing to score"):
+        api.run("zeroshot-clip", "custom", output=tmp_path / "out", overrides=tiny + [f"data.file={train_only}"],
+                echo=lambda m: None)
+
+
+def test_skipped_clips_are_said_not_only_recorded(tmp_path):
+    from dferbench.data.fake_trees import write_frames
+
+    write_frames(tmp_path / "frames" / "a", 5, size=8)
+    (tmp_path / "clips.csv").write_text("path,label\nframes/a,happy\nframes/gone,sad\n")
+    said = []
+    result = api.run("zeroshot-clip", "custom", output=tmp_path / "out", echo=said.append,
+                     overrides=["model.clip_model=dferbench-test-tiny", "model.pretrained=", "data.image_size=32",
+                                "data.num_frames=4", f"data.file={tmp_path / 'clips.csv'}",
+                                "data.skip_bad_clips=true"])[0]
+    assert result["dataset_notes"]["skipped_bad_clips"] == 1 and result["n_test"] == 1
+    assert any(m.startswith("note  custom: 1 clips skipped as bad") for m in said)

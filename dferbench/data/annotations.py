@@ -112,17 +112,26 @@ def parse_annotation_text(
     return lines, errors
 
 
+def read_split_file(path: str | os.PathLike[str]) -> str:
+    """The text of a split or description file: UTF-8, with or without a byte-order mark."""
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DferbenchError(
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8 "
+            "(in Excel: 'CSV UTF-8')"
+        ) from None
+
+
 def parse_annotation_file(
     path: str | os.PathLike[str], num_classes: int | None = None, *, strict: bool = True
 ) -> tuple[list[AnnotationLine], list[AnnotationError]]:
     """Parse a DFER-CLIP annotation file. ``strict`` raises the first error instead of returning it."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_split_file(path)
     except FileNotFoundError:
         raise DferbenchError(f"annotation file not found: {path}") from None
-    except UnicodeDecodeError as exc:
-        raise DferbenchError(f"{path}: not a text file ({exc})") from None
     lines, errors = parse_annotation_text(text, str(path), num_classes)
     if strict and errors:
         raise errors[0]

@@ -33,7 +33,8 @@ KINDS: dict[str, tuple[str, bool]] = {
     "label_out_of_range": ("labels out of range", True),
     "missing_clip": ("clips missing on disk", True),
     "empty_clip": ("clips without frames", True),
-    "unreadable": ("unreadable or truncated images/videos", True),
+    "unreadable": ("clips that cannot be opened", True),
+    "corrupt": ("corrupt or truncated images/videos (found by decoding them)", True),
     "duplicate": ("duplicate clips in a split", True),
     "train_test_overlap": ("clips in both train and test of a fold", True),
     "count_mismatch": ("annotated frame counts that disagree with the disk", False),
@@ -88,8 +89,11 @@ class CheckReport:
             lines.append("  Frame-count mismatches are harmless here: clips are sampled from the "
                          "frames on disk (the official loader would index the annotated count).")
         if any(f.kind in ("missing_clip", "empty_clip", "unreadable") for f in self.findings):
-            lines.append("  Fix the files, or set data.skip_bad_clips=true to drop clips that "
-                         "are missing, empty or unreadable.")
+            lines.append("  Fix the files, or set data.skip_bad_clips=true to drop the clips that "
+                         "are missing, empty or cannot be opened.")
+        if any(f.kind == "corrupt" for f in self.findings):
+            lines.append("  Re-extract the corrupt frames and videos: they come to light only by decoding, "
+                         "so data.skip_bad_clips does not drop them, and a run stops at the first one.")
         return "\n".join(lines)
 
 
@@ -196,7 +200,7 @@ def _decode_all(
         for decoded, problems in pool.map(check, records):
             report.frames_decoded += decoded
             for p in problems:
-                report.add("unreadable", p)
+                report.add("corrupt", p)
             done += 1
             if progress is not None:
                 progress(done, len(records))

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from dferbench.data.annotations import AnnotationError, AnnotationLine, Rebaser
+from dferbench.data.annotations import AnnotationError, AnnotationLine, Rebaser, read_split_file
 from dferbench.data.datasets import DFEW_CLASSES, MAFW_CLASSES, Layout, SplitFile
 from dferbench.data.transforms import AUGMENTATIONS
 from dferbench.errors import DferbenchError
@@ -115,7 +115,7 @@ def _read_csv(file: Path) -> tuple[list[_Entry], list[str] | None, list[Annotati
     listed: list[str] | None = None
     kept: list[str] = []
     numbers: list[int] = []
-    for number, raw in enumerate(file.read_text(encoding="utf-8-sig").splitlines(), 1):
+    for number, raw in enumerate(read_split_file(file).splitlines(), 1):
         stripped = raw.strip()
         if stripped.startswith("#"):
             body = stripped.lstrip("#").strip()
@@ -149,7 +149,7 @@ def _read_csv(file: Path) -> tuple[list[_Entry], list[str] | None, list[Annotati
 
 
 def _read_toml(file: Path) -> tuple[list[_Entry], list[str] | None, list[AnnotationError]]:
-    text = file.read_text(encoding="utf-8")
+    text = read_split_file(file)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -26,6 +26,7 @@ from dferbench.data.annotations import (
     ClipIssue,
     Rebaser,
     parse_annotation_file,
+    read_split_file,
     resolve_records,
 )
 from dferbench.data.readers import AutoReader, FrameFolderReader
@@ -238,7 +239,7 @@ def parse_dfew_csv(path: str | os.PathLike[str], frames_dir: str = "Clip/clip_22
     path = Path(path)
     lines: list[AnnotationLine] = []
     errors: list[AnnotationError] = []
-    text = path.read_text(encoding="utf-8-sig")
+    text = read_split_file(path)
     reader = csv.reader(io.StringIO(text))
     header: list[str] | None = None
     for row in reader:
@@ -282,22 +283,27 @@ FERV39K_FRAME_DIRS = ["2_ClipsforFaceCrop", "2_ClipsforFaceCrop/2_ClipsforFaceCr
 
 
 def ferv39k_layout(options: Mapping[str, Any]) -> Layout:
-    """FERV39k from DFER-CLIP's ``FERV39K_{train,test}.txt``, else ``4_setups/All_scenes``."""
+    """FERV39k from DFER-CLIP's ``FERV39K_{train,test}.txt``, else from FERV39k's own
+    ``{train,test}_All.csv`` (in ``data.annotations``, or ``4_setups/All_scenes`` below the root)."""
     root = _root(options, "ferv39k", required=not options.get("annotations"))
     search = _search_dirs(options, FERV39K_FRAME_DIRS)
-    probe = r"FERV39K_(train|test)\.txt"
+    probe, pattern = r"FERV39K_(train|test)\.txt", r"FERV39K_()(train|test)\.txt"
     try:
         folder = _annotation_dir(options, root, "ferv39k", probe)
-    except DferbenchError:
-        official = root / "4_setups" / "All_scenes" if root else None
-        if official is None or options.get("annotations") or not official.is_dir():
-            raise
-        return _ferv39k_official_layout(root, official, search)  # type: ignore[arg-type]
+        if not _numbered_files(folder, pattern):
+            raise DferbenchError(f"ferv39k: no DFER-CLIP annotation files (FERV39K_{{train,test}}.txt) in {folder}")
+    except DferbenchError as exc:
+        given = str(options.get("annotations") or "").strip()
+        official = Path(given).expanduser() if given else root / "4_setups" / "All_scenes" if root else None
+        if official is None or not (official / "train_All.csv").is_file():
+            raise DferbenchError(f"{exc}; nor FERV39k's own train_All.csv / test_All.csv (4_setups/All_scenes "
+                                 "below data.root, or set data.annotations to their folder)") from None
+        if root is None:
+            raise DferbenchError("ferv39k: FERV39k's own split files name clips relative to the face crops; "
+                                 "set data.root to the folder holding 2_ClipsforFaceCrop") from None
+        return _ferv39k_official_layout(root, official, search)
     rebaser = Rebaser(root, search, relative_to=folder)
-    return _annotation_layout(
-        "ferv39k", FERV39K_CLASSES, folder, r"FERV39K_()(train|test)\.txt",
-        rebaser, 3, single_fold=True,
-    )
+    return _annotation_layout("ferv39k", FERV39K_CLASSES, folder, pattern, rebaser, 3, single_fold=True)
 
 
 def _ferv39k_official_layout(root: Path, folder: Path, search: list[str]) -> Layout:
@@ -317,7 +323,7 @@ def parse_ferv39k_split(path: str | os.PathLike[str]) -> tuple[list[AnnotationLi
     """Parse FERV39k's own split file: ``<Scene>/<Emotion>/<id> <Emotion>`` per line."""
     lines: list[AnnotationLine] = []
     errors: list[AnnotationError] = []
-    for number, raw in enumerate(Path(path).read_text(encoding="utf-8-sig").splitlines(), 1):
+    for number, raw in enumerate(read_split_file(path).splitlines(), 1):
         fields = raw.split()
         if not fields:
             continue
@@ -380,9 +386,10 @@ def build_dataset(layout: Layout, options: Mapping[str, Any], reader: Any = None
             if not skip:
                 n_bad = len({i.path for i in resolved.issues})
                 raise DferbenchError(
-                    f"{issue}. {n_bad} clip(s) of {f.file} cannot be used; fix the root or the "
-                    "files (`dferbench check-data` lists them all), or set data.skip_bad_clips=true "
-                    "to drop them"
+                    f"{issue}. {n_bad} clip(s) of {f.file} cannot be used; "
+                    + (_nothing_found(layout.rebaser) if not resolved.records else "")
+                    + "fix the root or the files (`dferbench check-data` lists them all), or set "
+                    "data.skip_bad_clips=true to drop them"
                 )
             skipped.setdefault(issue.path, issue)
         splits.setdefault(f.fold, {})[f.split] = _unique(resolved.records, f)
@@ -392,6 +399,12 @@ def build_dataset(layout: Layout, options: Mapping[str, Any], reader: Any = None
     if reader is None:
         reader = FrameFolderReader(order=order)
     return DFERDataset(layout.name, list(layout.classes), splits, reader, layout.augmentation, notes)
+
+
+def _nothing_found(rebaser: Rebaser) -> str:
+    where = ", ".join(str(b) for b in rebaser.bases) or "(no data.root)"
+    return (f"none of them was found below {where}: if the clip folders are elsewhere, point "
+            "data.root at their parent or set data.frames_dir to their folder; otherwise ")
 
 
 def _unique(records: list[ClipRecord], f: SplitFile) -> list[ClipRecord]:

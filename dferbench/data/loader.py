@@ -324,6 +324,6 @@ class _ClipDataset(Dataset):
         except Exception as exc:
             raise DferbenchError(
                 f"clip {record.clip_id} ({record.source}) could not be read: {exc}. "
-                "Run `dferbench check-data` on this dataset, or set data.skip_bad_clips=true."
+                "Run `dferbench check-data` on this dataset: it lists every clip that cannot be read."
             ) from exc
         return self.transform(frames, rng, uint8=self.uint8), record.label, i

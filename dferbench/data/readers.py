@@ -201,8 +201,8 @@ class FrameFolderReader:
         except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError...
             raise BadClipError(
                 record.clip_id, path,
-                f"corrupt or truncated image ({exc}); re-extract this frame or drop the clip "
-                "(skip_bad_clips = true)",
+                f"corrupt or truncated image ({exc}); re-extract this frame "
+                "(`dferbench check-data` lists every corrupt frame of the dataset)",
             ) from None
 
     def __call__(self, record: ClipRecord, indices: Sequence[int]) -> np.ndarray:

@@ -66,8 +66,9 @@ class PromptMethod:
 
     def fit(self, train, monitor) -> dict[str, Any]:
         from dferbench.engine import train_module
-        from dferbench.method import Monitor
+        from dferbench.method import Monitor, require_training_clips
 
+        require_training_clips(train)
         o, t = self.ctx.options, self.ctx.train
         params = [p for p in self.module.parameters() if p.requires_grad]
         optimizer = torch.optim.SGD(params, lr=o["lr"], momentum=o["momentum"], weight_decay=o["weight_decay"])

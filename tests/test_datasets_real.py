@@ -379,9 +379,14 @@ def test_custom_errors_name_file_and_line(tmp_path):
         build_custom({})
 
 
-def test_custom_files_in_other_encodings(tmp_path):
+def test_custom_files_written_on_windows(tmp_path):
     make_custom(tmp_path)
     f = tmp_path / "clips.csv"
+    f.write_bytes(b"path,label\r\nframes\\bob_01,happy\r\nvideos\\ann_01.mp4,sad\r\n")
+    assert [r.clip_id for r in build_custom({"file": str(f)}).split(1, "test")] == ["frames/bob_01", "videos/ann_01"]
+    f.write_text("path;label\nframes/bob_01;happy\n")
+    with pytest.raises(DferbenchError, match="separated by commas"):
+        build_custom({"file": str(f)})
     f.write_bytes("path,label\nframes/bob_01,tristesse\nframes/bob_02,colère\n".encode("cp1252"))
     with pytest.raises(DferbenchError, match=r"clips\.csv: not UTF-8 text .* save it as UTF-8"):
         build_custom({"file": str(f)})

@@ -21,6 +21,8 @@ TOML::
     fold = 1                # optional
     subject = "ann"         # optional
 
+A ``\\`` in a path counts as ``/`` (a file written on Windows).
+
 Splits: with a ``split`` column every clip says ``train`` or ``test`` (``fold`` optional,
 default 1). With only a ``fold`` column the folds are cross-validation folds: fold k tests
 on the clips marked k and trains on the rest. With neither, every clip is in the test
@@ -134,7 +136,8 @@ def _read_csv(file: Path) -> tuple[list[_Entry], list[str] | None, list[Annotati
     path_key = next((k for k in PATH_KEYS if k in header), None)
     if path_key is None or "label" not in header:
         return entries, listed, [AnnotationError(
-            file, numbers[0], f"header must name a path column ({'/'.join(PATH_KEYS)}) and label; got {rows[0]}"
+            file, numbers[0], f"header must name a path column ({'/'.join(PATH_KEYS)}) and label, separated by "
+            f"commas; got {rows[0]}"
         )]
     for row, number in zip(rows[1:], numbers[1:]):
         if len(row) != len(header):
@@ -199,7 +202,7 @@ def _entry(path: str, label: Any, split: Any, fold: Any, file: Path, number: int
         if fold_number < 1:
             errors.append(AnnotationError(file, number, f"fold must be an integer >= 1, got {fold!r}"))
             return None
-    return _Entry(path, label, split, fold_number, number)
+    return _Entry(path.replace("\\", "/"), label, split, fold_number, number)  # a file written on Windows
 
 
 def _classes(entries: list[_Entry], listed: list[str] | None, file: str) -> tuple[

@@ -9,7 +9,6 @@ import os
 import platform
 import re
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+
+from dferbench.files import replacing
 
 SCHEMA_VERSION = 1
 
@@ -41,17 +42,10 @@ class UnitKey:
 
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` so that ``path`` is either absent, old, or complete, never partial."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(path) as tmp, open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def predictions_csv(clip_ids: list[str], labels: np.ndarray, logits: np.ndarray, classes: list[str]) -> str:

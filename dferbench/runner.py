@@ -93,7 +93,9 @@ class FixedNetwork:
         self.ctx, self.network = ctx, network.to(ctx.device)
 
     def fit(self, train: Any, monitor: Any) -> dict[str, Any]:
-        return {}
+        from dferbench.engine import effective_precision
+
+        return {"precision": effective_precision(self.ctx.device, self.ctx.train["precision"])}
 
     def predict(self, clips: Any) -> Any:
         from dferbench.engine import predict_module
@@ -115,7 +117,7 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
     section instead of re-scanning the disk for every model of a suite."""
     from dferbench import distributed as dist
     from dferbench.data.loader import ClipSet, resolve_pipeline, resolve_workers
-    from dferbench.engine import effective_precision, resolve_device, seed_everything
+    from dferbench.engine import resolve_device, seed_everything
     from dferbench.method import ModelContext, Monitor
     from dferbench.metrics import compute_metrics
     from dferbench.progress import progress_enabled
@@ -213,7 +215,7 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
                 "versions": versions(),
                 "git_commit": git_commit(),
                 "device": device,
-                "precision": effective_precision(device, config["train"]["precision"]),
+                "precision": fit_info.get("precision", "fp32"),  # what the method computed in
                 "data_pipeline": resolve_pipeline(data["pipeline"], device, resolve_workers(data["workers"], device)),
                 "world_size": dist.rank_world()[1],
                 "wall_seconds": round(time.perf_counter() - start, 2),

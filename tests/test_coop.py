@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -148,3 +150,27 @@ def test_coop_moves_the_class_name_and_leaves_the_period(clip, position):
         texts = [f"X X {c[:-1]} X X." if position == "middle" else f"{c[:-1]} X X X X." for c in CLASSES]
         expected = model.token_embedding(tok(texts))
         torch.testing.assert_close(coop.prompt_learner(), expected)
+
+
+@pytest.mark.parametrize("model", ["coop", "cocoop"])
+def test_best_on_test_scores_epochs_on_the_features_the_result_is_scored_on(model, tmp_path, monkeypatch):
+    # Trained on the clips, the result is scored on frozen fp32 features (predict). The
+    # epochs must be scored on those too: on the clips, under bf16 on a GPU, the epoch would
+    # be chosen on other numbers than the ones reported.
+    import dferbench.engine
+    from dferbench_plugins.baselines.common import FeatureSet
+    from dferbench_plugins.baselines.prompting import CoCoOpMethod, CoOpMethod
+
+    seen = {}
+
+    def train_module(module, optimizer, scheduler, train, monitor, **kw):
+        seen.update(train=train, test=monitor.test_clips)
+        return {}
+
+    monkeypatch.setattr(dferbench.engine, "train_module", train_module)
+    ctx, train, test = unit(model, tmp_path, ["model.train_on_cached_features=false"])
+    method = (CoOpMethod if model == "coop" else CoCoOpMethod)(ctx)
+    method.fit(train, Monitor("best_on_test", test_clips=test))
+    assert seen["train"] is train  # trained on the clips, as asked
+    assert isinstance(seen["test"], FeatureSet) and len(seen["test"]) == len(test)
+    assert np.array_equal(seen["test"].labels, test.labels)

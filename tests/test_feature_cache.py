@@ -85,3 +85,19 @@ def test_benchmark_rows(tmp_path):
     assert by_mode["no cache"]["encoder_calls"] == 4 * per_fold > 0  # 2 text sets x 2 folds
     assert by_mode["warm cache"]["encoder_calls"] == 0
     assert all(r["units"] == 4 and r["seconds"] > 0 for r in rows) and by_mode["no cache"]["speedup"] == 1.0
+
+
+def test_writers_of_the_same_file_at_once_do_not_collide(tmp_path):
+    # the ranks of a torchrun job cache the same features at the same moment
+    from dferbench.files import replacing
+
+    path = tmp_path / "features.npy"
+    with replacing(path) as first:
+        with replacing(path) as second:
+            second.write_text("second")
+        first.write_text("first")
+    assert path.read_text() == "first" and [p.name for p in tmp_path.iterdir()] == ["features.npy"]
+    with pytest.raises(RuntimeError), replacing(path) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+    assert path.read_text() == "first" and [p.name for p in tmp_path.iterdir()] == ["features.npy"]

@@ -8,21 +8,22 @@ from dferbench.cli import cli
 from dferbench.results import UnitKey
 
 
-def fake_result(root, run_name, fold, seed, uar, war, selection="last_epoch", dataset="dfew"):
+def fake_result(root, run_name, fold, seed, uar, war, selection="last_epoch", dataset="dfew", precision="fp32"):
     path = UnitKey(run_name, dataset, fold, seed, selection).path(root)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         "schema": 1, "run_name": run_name, "model": run_name, "variant": "", "dataset": dataset, "fold": fold,
         "seed": seed, "uar": uar, "war": war, "selection": selection, "confusion": [[2, 1], [0, 3]],
         "classes": ["a", "b"], "config_hash": "h" + run_name, "num_frames": 16, "image_size": 224,
-        "normalize": "none", "family": "text-based", "temporal": True,
+        "normalize": "none", "family": "text-based", "temporal": True, "precision": precision,
     }))
 
 
 def test_mean_and_sample_std_over_units(tmp_path):
     fake_result(tmp_path, "m1", 1, 1, 50.0, 60.0)
     fake_result(tmp_path, "m1", 2, 1, 54.0, 64.0)
-    fake_result(tmp_path, "m2", 1, 1, 40.0, 45.0)
+    fake_result(tmp_path, "m2", 1, 1, 40.0, 45.0, precision="bf16")
+    fake_result(tmp_path, "m2", 2, 1, 40.0, 45.0)
     fake_result(tmp_path, "m1", 1, 1, 70.0, 80.0, selection="best_on_test", dataset="dfew")
     text, rows = leaderboard.render("dfew", tmp_path)
     by = {(r["run_name"], r["selection"]): r for r in rows}
@@ -31,6 +32,9 @@ def test_mean_and_sample_std_over_units(tmp_path):
     assert by[("m1", "last_epoch")]["folds"] == [1, 2]
     assert by[("m1", "best_on_test")]["uar_text"] == "70.00"  # never mixed with last_epoch
     assert by[("m1", "last_epoch")]["confusion"].tolist() == [[4, 2], [0, 6]]
+    assert by[("m1", "last_epoch")]["precision"] == "fp32"
+    assert by[("m2", "last_epoch")]["precision"] == "bf16+fp32"  # units computed differently: said, not hidden
+    assert "| bf16+fp32 " in text
     # reported rows are present, separate, and carry their source
     assert "## Reported in papers (not produced by dferbench)" in text
     reported = text.split("## Reported in papers")[1]

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from dferbench.data.readers import AutoReader, BadClipError
 from dferbench.data.records import ClipRecord
+from dferbench.files import replacing
 
 
 def packed_path(cache_dir: str | os.PathLike[str], record: ClipRecord) -> Path:
@@ -48,9 +49,8 @@ def pack_clips(
             t = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
             t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
             frames = t.permute(0, 2, 3, 1).contiguous().numpy()
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, np.ascontiguousarray(frames))
-        os.replace(tmp, path)  # never leave a half-written clip behind
+        with replacing(path) as tmp, open(tmp, "wb") as f:  # never leave a half-written clip behind
+            np.save(f, np.ascontiguousarray(frames))
         written += path.stat().st_size
     return written
 

@@ -38,6 +38,8 @@ import safetensors.torch
 import torch
 from open_clip.transformer import QuickGELU
 
+from dferbench.files import replacing
+
 from .clip import build_clip_from_config, default_tokenizer
 from .dferclip import DFERCLIP
 
@@ -703,9 +705,8 @@ def sidecar_path(path: str | os.PathLike) -> Path:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def _json_default(obj: Any) -> Any:
@@ -745,11 +746,9 @@ def save_checkpoint(
     }
     text = json.dumps(info, indent=2, sort_keys=True, default=_json_default)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     metadata = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)}
-    safetensors.torch.save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        safetensors.torch.save_file(tensors, str(tmp), metadata=metadata)
     _atomic_write_text(sidecar, text + "\n")
     return path, sidecar
 

@@ -3,7 +3,8 @@
 Methods whose image encoder is frozen (zero-shot, linear probe, CoOp at test time) see
 the same frames for every prompt variant, fold and seed. Per-frame features are cached
 under a key made of the encoder's weights (a content hash), the clips, the frame
-sampling, the resolution and the normalisation: change any of them and the key changes.
+sampling, the resolution, the normalisation and the device type: change any of them and
+the key changes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from dferbench.data.loader import ClipSet
+from dferbench.files import replacing
 from dferbench.progress import progress
 
 encoder_calls = 0  # batches pushed through an image encoder; tests read it
@@ -53,15 +55,14 @@ def cached_frame_features(visual: nn.Module, clips: ClipSet, *, cache_dir: Path 
     """:func:`encode_frames`, read from ``cache_dir`` when the same key was computed before."""
     if cache_dir is None:
         return encode_frames(visual, clips, batch_size=batch_size, device=device, enabled_progress=enabled_progress)
-    key = f"{weights_id or weights_digest(visual)}-{clips.fingerprint()}"
+    # The device type: a GPU computes fp32 convolutions in TF32 by default.
+    key = f"{weights_id or weights_digest(visual)}-{clips.fingerprint()}-{torch.device(device).type}"
     path = Path(cache_dir) / f"{key}.npy"
     if path.exists():
         return np.load(path)
     feats = encode_frames(visual, clips, batch_size=batch_size, device=device, enabled_progress=enabled_progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, feats)
-    tmp.replace(path)
+    with replacing(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, feats)
     return feats
 
 

@@ -73,9 +73,10 @@ class PromptMethod:
         params = [p for p in self.module.parameters() if p.requires_grad]
         optimizer = torch.optim.SGD(params, lr=o["lr"], momentum=o["momentum"], weight_decay=o["weight_decay"])
         scheduler = warmup_cosine(optimizer, t["epochs"], o["warmup_epochs"], o["warmup_lr"])
+        if monitor.test_clips is not None:  # scored per epoch as predict() scores them: frozen fp32 features
+            monitor = Monitor(monitor.selection, self.features(monitor.test_clips), history=monitor.history,
+                              progress=monitor.progress)
         if o["train_on_cached_features"]:
-            test = self.features(monitor.test_clips) if monitor.test_clips is not None else None
-            monitor = Monitor(monitor.selection, test, history=monitor.history, progress=monitor.progress)
             train = self.features(train)
         info = train_module(self.module, optimizer, scheduler, train, monitor, epochs=t["epochs"],
                             batch_size=t["batch_size"], device=self.ctx.device, seed=self.ctx.seed,

@@ -297,13 +297,18 @@ def bench_train(model, device, batch_size, frames, steps, warmup, workers, prefe
 @click.option("--time-min", default=240, show_default=True, help="slurm: time limit of one unit, minutes.")
 @click.option("--gpus-per-task", default=1, show_default=True, help="slurm/ray: GPUs per unit.")
 @click.option("--cpus-per-task", default=8, show_default=True, help="slurm/ray: CPUs per unit.")
+@click.option("--mem-gb", type=int, help="slurm: memory of one unit, GB (default: the partition's).")
+@click.option("--slurm-opt", "slurm_opts", multiple=True, metavar="KEY=VALUE",
+              help="slurm: any other sbatch option, e.g. --slurm-opt account=myproj --slurm-opt qos=high "
+              "(repeatable).")
 @click.option("--cluster", help="slurm: submitit cluster (`local` runs the array on this machine).")
 @click.option("--no-wait", is_flag=True, help="slurm: submit and return; rerun later (or `leaderboard`) to collect.")
 @click.option("--address", help="ray: address of the cluster to join (default: a local Ray instance).")
 @click.option("--rerun", is_flag=True, help="Run units again even when their result exists.")
 @click.option("--dry-run", is_flag=True, help="List the units and their `dferbench run` commands; run nothing.")
 def sweep(models, datasets, folds, seeds, config_file, overrides, output, device, executor, jobs, gpus, partition,
-          time_min, gpus_per_task, cpus_per_task, cluster, no_wait, address, rerun, dry_run) -> None:
+          time_min, gpus_per_task, cpus_per_task, mem_gb, slurm_opts, cluster, no_wait, address, rerun,
+          dry_run) -> None:
     """Run every (model, dataset, fold, seed) unit on processes, a SLURM cluster or Ray.
 
     \b
@@ -318,13 +323,22 @@ def sweep(models, datasets, folds, seeds, config_file, overrides, output, device
     from dferbench import sweep as sw
 
     options = {}
+    on_cpu = device == "cpu"
     if executor == "local":
         options["gpus"] = [g.strip() for g in gpus.split(",")] if gpus else None
     elif executor == "slurm":
-        options.update(cluster=cluster, partition=partition, time_min=time_min, gpus_per_task=gpus_per_task,
-                       cpus_per_task=cpus_per_task, wait=not no_wait)
+        sbatch = {}
+        for opt in slurm_opts:
+            key, sep, value = opt.partition("=")
+            if not sep or not key.strip():
+                raise click.BadParameter(f"expected KEY=VALUE, got {opt!r}", param_hint="--slurm-opt")
+            sbatch[key.strip()] = value.strip()
+        options.update(cluster=cluster, partition=partition, time_min=time_min,
+                       gpus_per_task=0 if on_cpu else gpus_per_task, cpus_per_task=cpus_per_task, mem_gb=mem_gb,
+                       extra={"slurm_additional_parameters": sbatch} if sbatch else None, wait=not no_wait)
     else:
-        options.update(address=address, gpus_per_task=gpus_per_task if _cuda_default(device) else 0,
+        options.update(address=address, gpus_per_task=0 if on_cpu else gpus_per_task,
+                       gpus_required=bool(device and device.startswith("cuda")),
                        cpus_per_task=cpus_per_task if address else 1)
     rows = sw.sweep([m.strip() for m in models.split(",") if m.strip()],
                     [d.strip() for d in datasets.split(",") if d.strip()], folds=_ints(folds), seeds=_ints(seeds),
@@ -335,14 +349,6 @@ def sweep(models, datasets, folds, seeds, config_file, overrides, output, device
     click.echo(tabulate([[r.get(k, "") for k in keys] for r in rows], headers=keys))
     if any(r["status"] == "failed" for r in rows):
         sys.exit(1)
-
-
-def _cuda_default(device: str | None) -> bool:
-    if device:
-        return device.startswith("cuda")
-    import torch
-
-    return torch.cuda.is_available()
 
 
 @cli.command(name="pretrain-clip", context_settings={"ignore_unknown_options": True, "help_option_names": []})

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from queue import Queue
 from typing import Any, Callable
@@ -93,6 +93,9 @@ def plan_sweep(models: list[str], datasets: list[str], *, folds: list[int] | Non
     from dferbench import api, plugins, runner
     from dferbench.results import UnitKey, load_result
 
+    # Absolute: a Ray worker or a compute node resolves relative paths in its own directory.
+    output = Path(output).resolve()
+    config = str(Path(config).resolve()) if config else None
     result = SweepPlan()
     seen: set[tuple[str, str, int, int]] = set()
     for dataset in datasets:
@@ -139,14 +142,25 @@ def run_unit(unit: Unit) -> dict[str, Any]:
             "seconds": round(time.perf_counter() - start, 1)}
 
 
+def with_workers(unit: Unit, workers: int) -> Unit:
+    """``unit`` with ``data.workers=workers`` unless its overrides set the workers: a unit
+    that shares a machine with others takes its share of the CPUs, not all of them."""
+    if any(o.startswith("data.workers=") for o in unit.overrides):
+        return unit
+    return replace(unit, overrides=unit.overrides + (f"data.workers={max(0, workers)}",))
+
+
 def _failure(unit: Unit, message: str) -> dict[str, Any]:
     return {"unit": unit.label, "status": "failed", "error": message.strip().splitlines()[-1] if message.strip() else ""}
 
 
 def run_local(units: list[Unit], *, jobs: int = 1, gpus: list[str] | None = None, log_dir: Path,
               echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """``jobs`` concurrent ``dferbench run`` subprocesses; slot ``k`` uses ``gpus[k % len(gpus)]``."""
+    """``jobs`` concurrent ``dferbench run`` subprocesses; slot ``k`` uses ``gpus[k % len(gpus)]``.
+    On GPUs each unit gets ``cpus / jobs - 1`` DataLoader workers (unless set)."""
     log_dir.mkdir(parents=True, exist_ok=True)
+    if gpus and jobs > 1:
+        units = [with_workers(u, _cpus() // jobs - 1) for u in units]
     slots: Queue[int] = Queue()
     for k in range(max(1, jobs)):
         slots.put(k)
@@ -198,6 +212,7 @@ def run_slurm(units: list[Unit], *, jobs: int, log_dir: Path, cluster: str | Non
     echo(f"submitted {len(submitted)} units as {executor.cluster} job array "
          f"{submitted[0].job_id.split('_')[0] if submitted else '-'} (logs in {log_dir})")
     if not wait:
+        record_in_flight(log_dir, {u.slug: j.job_id for u, j in zip(units, submitted)})
         return [{"unit": u.label, "status": "submitted", "job": j.job_id} for u, j in zip(units, submitted)]
     out = []
     for unit, job in zip(units, submitted):
@@ -211,6 +226,44 @@ def run_slurm(units: list[Unit], *, jobs: int, log_dir: Path, cluster: str | Non
     return out
 
 
+def record_in_flight(log_dir: Path, jobs: dict[str, str]) -> None:
+    """Remember which SLURM job runs which unit, for the next sweep of the same units."""
+    import json
+
+    from dferbench.results import write_atomic
+
+    path = log_dir / "jobs.json"
+    known = json.loads(path.read_text()) if path.is_file() else {}
+    write_atomic(path, json.dumps({**known, **jobs}, indent=1, sort_keys=True) + "\n")
+
+
+def slurm_in_flight(log_dir: Path) -> dict[str, str]:
+    """Unit slug -> job id of the units submitted earlier (``--no-wait``) whose job SLURM
+    still lists as pending or running; empty where ``squeue`` cannot be asked."""
+    import getpass
+    import json
+
+    path = log_dir / "jobs.json"
+    if not path.is_file():
+        return {}
+    try:
+        proc = subprocess.run(["squeue", "--noheader", "--array", "--format=%i", f"--user={getpass.getuser()}"],
+                              capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    if proc.returncode != 0:
+        return {}
+    queued = set(proc.stdout.split())
+    return {slug: job for slug, job in json.loads(path.read_text()).items() if job in queued}
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS
+        return os.cpu_count() or 1
+
+
 def _cuda_available() -> bool:
     import torch
 
@@ -218,9 +271,15 @@ def _cuda_available() -> bool:
 
 
 def run_ray(units: list[Unit], *, address: str | None = None, num_cpus: int | None = None,
-            gpus_per_task: float = 0, cpus_per_task: float = 1,
+            gpus_per_task: float = 0, cpus_per_task: float = 1, gpus_required: bool = False,
             echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """One Ray task per unit, on the cluster at ``address`` or a local Ray instance."""
+    """One Ray task per unit, on the cluster at ``address`` or a local Ray instance.
+
+    Tasks ask for ``gpus_per_task`` GPUs (Ray then sets ``CUDA_VISIBLE_DEVICES``) and
+    ``cpus_per_task`` CPUs (DataLoader workers: one fewer); a request no node can meet is
+    an error, not a sweep that waits for ever. On a cluster without GPUs the units run on
+    CPUs unless ``gpus_required``. ``DFERBENCH_*`` variables travel with the tasks.
+    """
     try:
         import ray
     except ImportError:
@@ -230,12 +289,19 @@ def run_ray(units: list[Unit], *, address: str | None = None, num_cpus: int | No
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if address:
             kwargs["address"] = address
-        elif num_cpus:
-            kwargs["num_cpus"] = num_cpus
+        elif num_cpus:  # a sized instance of our own, even where a Ray cluster already runs here
+            kwargs.update(address="local", num_cpus=num_cpus)
         ray.init(**kwargs)
         started = True
     try:
-        task = ray.remote(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=0)(run_unit)
+        gpus_per_task = _feasible_ray_request(ray.nodes(), gpus_per_task, cpus_per_task, gpus_required, echo)
+        if gpus_per_task:
+            units = [with_workers(u, int(cpus_per_task) - 1) for u in units]
+        env = {k: v for k, v in os.environ.items() if k.startswith("DFERBENCH_")}
+        options: dict[str, Any] = {"num_cpus": cpus_per_task, "num_gpus": gpus_per_task, "max_retries": 0}
+        if env:
+            options["runtime_env"] = {"env_vars": env}
+        task = ray.remote(**options)(run_unit)
         refs = [task.remote(u) for u in units]
         out = []
         for unit, ref in zip(units, refs):
@@ -252,6 +318,24 @@ def run_ray(units: list[Unit], *, address: str | None = None, num_cpus: int | No
             ray.shutdown()
 
 
+def _feasible_ray_request(nodes: list[dict[str, Any]], gpus: float, cpus: float, gpus_required: bool,
+                          echo: Callable[[str], None]) -> float:
+    """The GPUs per task to ask for, after checking that some live node can run a task."""
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive", n.get("alive", False))]
+    most_gpus = max((r.get("GPU", 0) for r in alive), default=0)
+    most_cpus = max((r.get("CPU", 0) for r in alive), default=0)
+    if gpus and not most_gpus and not gpus_required:
+        echo("note  the Ray cluster has no GPU: the units run on CPUs")
+        gpus = 0
+    if gpus > most_gpus:
+        raise DferbenchError(f"ray: no node has {gpus:g} GPU(s) for one task (at most {most_gpus:g}); "
+                             "lower --gpus-per-task or add GPU nodes")
+    if cpus > most_cpus:
+        raise DferbenchError(f"ray: no node has {cpus:g} CPUs for one task (at most {most_cpus:g}); "
+                             "lower --cpus-per-task")
+    return gpus
+
+
 def sweep(models: list[str], datasets: list[str], *, folds: list[int] | None = None, seeds: list[int] | None = None,
           overrides: list[str] | tuple[str, ...] = (), config: str | None = None, device: str | None = None,
           output: str | Path = "results", executor: str = "local", jobs: int = 1, rerun: bool = False,
@@ -262,12 +346,17 @@ def sweep(models: list[str], datasets: list[str], *, folds: list[int] | None = N
     plan = plan_sweep(models, datasets, folds=folds, seeds=seeds, overrides=overrides, config=config, device=device,
                       output=output, skip_existing=not rerun)
     rows = [{"unit": u.label, "status": "skipped (result exists)"} for u in plan.done]
-    echo(f"sweep: {len(plan.units) + len(plan.done)} units, {len(plan.done)} already done, "
-         f"{len(plan.units)} to run with the {executor} executor")
-    if dry_run or not plan.units:
-        return rows + [{"unit": u.label, "status": "planned", "command": " ".join(u.argv()[1:])} for u in plan.units]
-    units = plan.units
     log_dir = Path(output) / ".sweep" / executor
+    units = plan.units
+    if executor == "slurm" and not rerun:  # units of an earlier --no-wait sweep still queued or running
+        in_flight = slurm_in_flight(log_dir)
+        rows += [{"unit": u.label, "status": f"in flight (job {in_flight[u.slug]})"}
+                 for u in units if u.slug in in_flight]
+        units = [u for u in units if u.slug not in in_flight]
+    echo(f"sweep: {len(plan.units) + len(plan.done)} units, {len(plan.done)} already done, "
+         f"{len(plan.units) - len(units)} in flight, {len(units)} to run with the {executor} executor")
+    if dry_run or not units:
+        return rows + [{"unit": u.label, "status": "planned", "command": " ".join(u.argv()[1:])} for u in units]
     if executor == "local":
         rows += run_local(units, jobs=jobs, log_dir=log_dir, echo=echo, **executor_options)
     elif executor == "slurm":

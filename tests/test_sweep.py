@@ -66,3 +66,45 @@ def test_sweep_cli_dry_run_and_failures(tmp_path):
     result = _cli("sweep", "-m", "zeroshot-clip", "-d", "synthetic", "--folds", "1", "--set", "data.num_clips=35",
                   "--set", "model.text=no-such-text-set", "-o", str(tmp_path), "--device", "cpu")
     assert result.returncode == 1 and "failed" in result.stdout
+
+
+def test_units_carry_absolute_paths_and_their_share_of_cpus(tmp_path, monkeypatch):
+    # a Ray worker or a compute node resolves relative paths in a directory of its own
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.toml").write_text("[train]\nepochs = 1\n")
+    unit = sweep.plan_sweep(["zeroshot-clip"], ["synthetic"], folds=[1], overrides=SMALL, output="results",
+                            config="mine.toml").units[0]
+    assert unit.output == str(tmp_path / "results") and unit.config == str(tmp_path / "mine.toml")
+    shared = sweep.with_workers(unit, 7)
+    assert shared.overrides[-1] == "data.workers=7" and shared.label == unit.label
+    assert sweep.with_workers(sweep.with_workers(unit, 3), 7).overrides.count("data.workers=3") == 1
+
+
+def test_ray_requests_that_no_node_can_meet_are_errors_not_hangs():
+    notes = []
+    cpu_only = [{"Alive": True, "Resources": {"CPU": 16.0}}, {"Alive": False, "Resources": {"CPU": 64.0, "GPU": 8.0}}]
+    assert sweep._feasible_ray_request(cpu_only, 1, 8, False, notes.append) == 0  # runs on CPUs, and says so
+    assert notes == ["note  the Ray cluster has no GPU: the units run on CPUs"]
+    with pytest.raises(DferbenchError, match="no node has 1 GPU"):
+        sweep._feasible_ray_request(cpu_only, 1, 8, True, notes.append)  # --device cuda asked for
+    with pytest.raises(DferbenchError, match=r"no node has 32 CPUs for one task \(at most 16\)"):
+        sweep._feasible_ray_request(cpu_only, 0, 32, False, notes.append)
+    gpu_node = [{"Alive": True, "Resources": {"CPU": 64.0, "GPU": 8.0}}]
+    assert sweep._feasible_ray_request(gpu_node, 1, 8, False, notes.append) == 1
+
+
+def test_slurm_units_still_queued_are_not_submitted_again(tmp_path, monkeypatch):
+    plan = sweep.plan_sweep(["zeroshot-clip"], ["synthetic"], folds=[1, 2], overrides=SMALL, output=tmp_path)
+    first, second = plan.units
+    log_dir = tmp_path / ".sweep" / "slurm"
+    sweep.record_in_flight(log_dir, {first.slug: "4240_0", second.slug: "4240_1"})
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    squeue = bin_dir / "squeue"
+    squeue.write_text("#!/bin/sh\necho 4240_0\necho 4371\n")  # 4240_1 has finished (or failed)
+    squeue.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    rows = sweep.sweep(["zeroshot-clip"], ["synthetic"], folds=[1, 2], overrides=SMALL, output=tmp_path,
+                       executor="slurm", dry_run=True, echo=lambda m: None)
+    assert [(r["unit"], r["status"]) for r in rows] == [(first.label, "in flight (job 4240_0)"),
+                                                         (second.label, "planned")]

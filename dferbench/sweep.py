@@ -321,7 +321,7 @@ def run_ray(units: list[Unit], *, address: str | None = None, num_cpus: int | No
 def _feasible_ray_request(nodes: list[dict[str, Any]], gpus: float, cpus: float, gpus_required: bool,
                           echo: Callable[[str], None]) -> float:
     """The GPUs per task to ask for, after checking that some live node can run a task."""
-    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive", n.get("alive", False))]
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive")]
     most_gpus = max((r.get("GPU", 0) for r in alive), default=0)
     most_cpus = max((r.get("CPU", 0) for r in alive), default=0)
     if gpus and not most_gpus and not gpus_required:

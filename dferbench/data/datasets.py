@@ -290,20 +290,22 @@ def ferv39k_layout(options: Mapping[str, Any]) -> Layout:
     probe, pattern = r"FERV39K_(train|test)\.txt", r"FERV39K_()(train|test)\.txt"
     try:
         folder = _annotation_dir(options, root, "ferv39k", probe)
-        if not _numbered_files(folder, pattern):
-            raise DferbenchError(f"ferv39k: no DFER-CLIP annotation files (FERV39K_{{train,test}}.txt) in {folder}")
     except DferbenchError as exc:
-        given = str(options.get("annotations") or "").strip()
-        official = Path(given).expanduser() if given else root / "4_setups" / "All_scenes" if root else None
-        if official is None or not (official / "train_All.csv").is_file():
-            raise DferbenchError(f"{exc}; nor FERV39k's own train_All.csv / test_All.csv (4_setups/All_scenes "
-                                 "below data.root, or set data.annotations to their folder)") from None
-        if root is None:
-            raise DferbenchError("ferv39k: FERV39k's own split files name clips relative to the face crops; "
-                                 "set data.root to the folder holding 2_ClipsforFaceCrop") from None
-        return _ferv39k_official_layout(root, official, search)
-    rebaser = Rebaser(root, search, relative_to=folder)
-    return _annotation_layout("ferv39k", FERV39K_CLASSES, folder, pattern, rebaser, 3, single_fold=True)
+        missing = str(exc)
+    else:
+        if _numbered_files(folder, pattern):
+            rebaser = Rebaser(root, search, relative_to=folder)
+            return _annotation_layout("ferv39k", FERV39K_CLASSES, folder, pattern, rebaser, 3, single_fold=True)
+        missing = f"ferv39k: no DFER-CLIP annotation files (FERV39K_{{train,test}}.txt) in {folder}"
+    given = str(options.get("annotations") or "").strip()
+    official = Path(given).expanduser() if given else root / "4_setups" / "All_scenes" if root else None
+    if official is None or not (official / "train_All.csv").is_file():
+        raise DferbenchError(f"{missing}; nor FERV39k's own train_All.csv / test_All.csv (4_setups/All_scenes "
+                             "below data.root, or set data.annotations to their folder)")
+    if root is None:
+        raise DferbenchError("ferv39k: FERV39k's own split files name clips relative to the face crops; "
+                             "set data.root to the folder holding 2_ClipsforFaceCrop")
+    return _ferv39k_official_layout(root, official, search)
 
 
 def _ferv39k_official_layout(root: Path, folder: Path, search: list[str]) -> Layout:

@@ -39,7 +39,7 @@ check-leaderboards: venv
 	$(BIN)/dferbench leaderboard --check
 
 docs: venv
-	$(BIN)/python -m dferbench.clidoc
+	$(BIN)/python -m dferbench.tools.clidoc
 
 clean:
 	rm -rf runs .pytest_cache

@@ -1,6 +1,6 @@
 """dferbench: an evaluation harness for dynamic facial expression recognition."""
 
-from dferbench.hookspecs import hookimpl
+from dferbench.plugin.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 __all__ = ["hookimpl", "__version__"]

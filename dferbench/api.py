@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from dferbench import runner
+from dferbench.run import runner
 from dferbench.errors import DferbenchError
 
 
@@ -25,7 +25,7 @@ def _as_overrides(overrides: dict[str, Any]) -> list[str]:
 
 def models_for(dataset: str) -> list[str]:
     """Every registered model that can run on ``dataset`` (it has a preset for it or a default)."""
-    from dferbench import plugins
+    from dferbench.plugin import manager as plugins
 
     names = []
     for name, reg in plugins.models().items():
@@ -35,12 +35,12 @@ def models_for(dataset: str) -> list[str]:
     return names
 
 
-SUITES_DIR = Path(__file__).parent / "suites"
+SUITES_DIR = Path(__file__).parent / "run" / "suites"
 
 
 def suites() -> dict[str, str]:
-    """Named suites (``dferbench/suites/*.toml``) and their descriptions."""
-    from dferbench.config import read_toml
+    """Named suites (``dferbench/run/suites/*.toml``) and their descriptions."""
+    from dferbench.run.config import read_toml
 
     return {p.stem: read_toml(p).get("description", "") for p in sorted(SUITES_DIR.glob("*.toml"))}
 
@@ -50,7 +50,7 @@ def expand(model: str, dataset: str) -> list[tuple[str, list[str]]]:
 
     Suite entries whose model is not installed or cannot run on ``dataset`` are left out
     (a suite names plugins that may not be installed); an unknown suite is an error."""
-    from dferbench.config import read_toml
+    from dferbench.run.config import read_toml
     from dferbench.errors import unknown_name
 
     if model == "all":
@@ -95,8 +95,8 @@ def build_model(name: str, *, class_texts: list[str], clip_model: str | None = N
     file. Other ``options`` are the model's ``[model]`` settings (``n_ctx``,
     ``temporal_depth``, ...), the paper's values by default.
     """
-    from dferbench import config as cfg
-    from dferbench import plugins
+    from dferbench.run import config as cfg
+    from dferbench.plugin import manager as plugins
 
     reg = plugins.get("model", name)
     network = reg.extra.get("network")
@@ -114,8 +114,8 @@ def build_optimizer(model: Any, **options: Any):
     """The optimiser and per-epoch scheduler DFER-CLIP trains with: SGD (momentum 0.9, weight
     decay 1e-4) over three groups (temporal 1e-2, image encoder 1e-5, context 1e-3) and
     MultiStepLR [30, 40] x 0.1. ``options`` override any of those (see
-    :func:`dferbench.models.dferclip.build_optimizer`)."""
-    from dferbench.models.dferclip import build_optimizer as build
+    :func:`dferbench_plugins.dferclip.network.build_optimizer`)."""
+    from dferbench_plugins.dferclip.network import build_optimizer as build
 
     return build(model, **options)
 
@@ -124,7 +124,7 @@ def load_checkpoint(model: Any, path: str | Path) -> dict[str, Any]:
     """Load weights into ``model`` from dferbench's own checkpoint (``.safetensors``) or a
     checkpoint written by the DFER-CLIP authors' script (``.pth``, read without unpickling
     arbitrary objects). Returns what was done: format, dropped and skipped entries."""
-    from dferbench.models import checkpoints
+    from dferbench_plugins.dferclip import checkpoints
 
     path = Path(path)
     if not path.exists():
@@ -153,7 +153,7 @@ def evaluate(model: str, dataset: str, checkpoint: str | Path, *, folds: list[in
     split of ``folds`` (default: fold 1); results are recorded like a run's, with the
     selection policy ``checkpoint``. ``--set model.clip_model=NAME`` names the CLIP
     architecture of a non-standard checkpoint; data settings come from the model's preset."""
-    from dferbench.models.checkpoints import load_authors_checkpoint
+    from dferbench_plugins.dferclip.checkpoints import load_authors_checkpoint
 
     if model != "dferclip":
         raise DferbenchError(f"evaluate supports dferclip checkpoints; got model {model!r}")
@@ -162,7 +162,7 @@ def evaluate(model: str, dataset: str, checkpoint: str | Path, *, folds: list[in
         raise DferbenchError(f"checkpoint {checkpoint} does not exist")
     plan = runner.plan(model, dataset, overrides=list(overrides), folds=folds or [1], device=device)
     if checkpoint.suffix == ".safetensors":
-        from dferbench.models.checkpoints import load_checkpoint as load_own
+        from dferbench_plugins.dferclip.checkpoints import load_checkpoint as load_own
 
         network, _ = load_own(checkpoint)
         texts: list[str] = network.class_texts
@@ -188,9 +188,9 @@ def check_data(dataset: str, *, root: str | None = None, overrides: list[str] | 
     duplicates, train/test overlap, malformed annotation lines with file and line)."""
     import copy
 
-    from dferbench import config as cfg
-    from dferbench import plugins
-    from dferbench.data.checks import check_dataset
+    from dferbench.run import config as cfg
+    from dferbench.plugin import manager as plugins
+    from dferbench_plugins.datasets.checks import check_dataset
 
     reg = plugins.get("dataset", dataset)
     base = copy.deepcopy(cfg.CORE_DEFAULTS)
@@ -202,7 +202,7 @@ def check_data(dataset: str, *, root: str | None = None, overrides: list[str] | 
 def leaderboard(results: str | Path = "results", out: str | Path = "leaderboards", datasets: list[str] | None = None,
                 *, check: bool = False, images: bool = True) -> list[str]:
     """Write ``out/<dataset>.md`` from result files; with ``check``, return the stale ones."""
-    from dferbench import leaderboard as lb
+    from dferbench.report import leaderboard as lb
 
     if not Path(results).is_dir():
         raise DferbenchError(f"results directory {results} does not exist: run `dferbench run` first")

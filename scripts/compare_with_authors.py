@@ -19,7 +19,7 @@ DFER-CLIP:
    transformer) is saved as a checkpoint in their format and loaded by dferbench; both
    score the same video -> logits.
 2. training: two SGD steps each, the authors' optimiser (as in their ``main.py``) against
-   ``dferbench.models.dferclip.build_optimizer``; losses, then every parameter.
+   ``dferbench_plugins.dferclip.network.build_optimizer``; losses, then every parameter.
 3. test-time loading: their ``test_data_loader`` against dferbench's ``cpu`` and
    ``reference`` pipelines on the same JPEG frame folders (sampled frames, pixels).
 4. training augmentation: their DFEW / FERV39k / MAFW transform chains run on real PIL
@@ -112,8 +112,8 @@ def _shared_backbone(build_clip: Any) -> tuple[Any, Any, Any]:
 
 
 def compare_model(authors: types.SimpleNamespace, scratch: Path, steps: int = 2) -> None:
-    from dferbench.models.checkpoints import convert_authors_state_dict, load_authors_checkpoint
-    from dferbench.models.dferclip import build_optimizer
+    from dferbench_plugins.dferclip.checkpoints import convert_authors_state_dict, load_authors_checkpoint
+    from dferbench_plugins.dferclip.network import build_optimizer
 
     _, their_clip, _ = _shared_backbone(authors.build_clip)
     texts = list(authors.Text.class_descriptor_7)
@@ -163,7 +163,7 @@ def compare_model(authors: types.SimpleNamespace, scratch: Path, steps: int = 2)
 
 
 def compare_test_loader(authors: types.SimpleNamespace, scratch: Path) -> None:
-    from dferbench.data.fake_trees import write_frames
+    from dferbench.testing import write_frames
     from dferbench.data.loader import ClipSet
     from dferbench.data.readers import FrameFolderReader
     from dferbench.data.records import ClipRecord
@@ -197,8 +197,8 @@ def compare_annotations(repo: Path, scratch: Path, per_file: int = 60) -> None:
 
     from PIL import Image
 
-    from dferbench.data.annotations import parse_annotation_file
-    from dferbench.data.datasets import FERV39K_CLASSES, FERV39K_EMOTIONS, build_dfew, build_ferv39k, build_mafw
+    from dferbench_plugins.datasets.annotations import parse_annotation_file
+    from dferbench_plugins.datasets.layouts import FERV39K_CLASSES, FERV39K_EMOTIONS, build_dfew, build_ferv39k, build_mafw
 
     builders = {"dfew": build_dfew, "ferv39k": build_ferv39k, "mafw": build_mafw}
     buffer = io.BytesIO()
@@ -298,7 +298,7 @@ def compare_train_augmentation(authors: types.SimpleNamespace, scratch: Path, cl
     from PIL import Image
 
     from dferbench.data import gpu
-    from dferbench.data.fake_trees import write_frames
+    from dferbench.testing import write_frames
     from dferbench.data.transforms import build_clip_transform
 
     folder = scratch / "train-frames"
@@ -333,7 +333,7 @@ def compare_train_augmentation(authors: types.SimpleNamespace, scratch: Path, cl
 def compare_coop(authors: types.SimpleNamespace) -> None:
     import torch.nn.functional as F
 
-    from dferbench.models.coop import CoCoOp, CoOp
+    from dferbench_plugins.baselines.coop import CoCoOp, CoOp
 
     backbone, their_clip, tokenizer = _shared_backbone(authors.build_clip)
     names = ["happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear"]

@@ -17,7 +17,7 @@ from torch import nn  # noqa: E402
 
 from dferbench import hookimpl  # noqa: E402
 from dferbench.data.records import ClipRecord, DFERDataset  # noqa: E402
-from dferbench.plugins import pm  # noqa: E402
+from dferbench.plugin.manager import pm  # noqa: E402
 
 TOY_CLASSES = ["low", "mid", "high"]
 
@@ -63,7 +63,7 @@ class ToyMethod:
         self.module = MeanBrightness(len(ctx.classes))
 
     def fit(self, train, monitor):
-        from dferbench.engine import train_module
+        from dferbench.run.engine import train_module
 
         ToyMethod.calls.append("fit")
         if self.ctx.fold == self.ctx.options["fail_on_fold"]:
@@ -73,7 +73,7 @@ class ToyMethod:
                             batch_size=self.ctx.train["batch_size"], device=self.ctx.device, seed=self.ctx.seed)
 
     def predict(self, clips):
-        from dferbench.engine import predict_module
+        from dferbench.run.engine import predict_module
 
         return predict_module(self.module, clips, batch_size=16, device=self.ctx.device)
 

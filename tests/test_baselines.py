@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from dferbench import api, plugins, runner
-from dferbench import config as cfg
+from dferbench import api
+from dferbench.plugin import manager as plugins
+from dferbench.run import runner
+from dferbench.run import config as cfg
 from dferbench.data.loader import ClipSet
 from dferbench.data.records import ClipRecord
-from dferbench.engine import seed_everything
-from dferbench.method import ModelContext, Monitor
+from dferbench.run.engine import seed_everything
+from dferbench.plugin.method import ModelContext, Monitor
 from dferbench_plugins.baselines.linear_probe import COARSE_C, search_c, validation_split
 
 # The smallest synthetic benchmark the 5 folds allow, 32 px, 4 frames, the 32 px test CLIP.

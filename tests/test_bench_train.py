@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from dferbench import bench_train as bt
+from dferbench.tools import bench_train as bt
 
 
 def test_bench_train_prints_both_modes_side_by_side(tmp_path):

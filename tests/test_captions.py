@@ -7,8 +7,8 @@ import re
 import numpy as np
 import pytest
 
-from dferbench.data.captions import CAPTION_VOCABULARY, caption, content_words
-from dferbench.data.synthetic import (
+from dferbench_plugins.synthetic.captions import CAPTION_VOCABULARY, caption, content_words
+from dferbench_plugins.synthetic.render import (
     ACTION_UNITS,
     MAFW_CLASSES,
     apex_frame,

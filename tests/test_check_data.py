@@ -7,16 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from dferbench.data.checks import KINDS, check_dataset
-from dferbench.data.fake_trees import (
-    AUTHORS_PREFIX,
-    annotation_line,
-    make_dfew_tree,
-    truncate_file,
-    write_annotation,
-    write_frames,
-    write_video,
-)
+from dferbench_plugins.datasets.checks import KINDS, check_dataset
+from dferbench.testing import truncate_file, write_frames, write_video
+from fake_trees import AUTHORS_PREFIX, annotation_line, make_dfew_tree, write_annotation
 from dferbench.errors import DferbenchError
 
 CLIPS = {i: (10 + i, (i - 1) % 7 + 1) for i in range(1, 11)}

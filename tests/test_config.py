@@ -1,6 +1,6 @@
 import pytest
 
-from dferbench import config as cfg
+from dferbench.run import config as cfg
 from dferbench.errors import DferbenchError
 
 

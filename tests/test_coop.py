@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from dferbench.errors import DferbenchError
-from dferbench.method import Monitor
+from dferbench.plugin.method import Monitor
 from dferbench.models.clip import create_clip
-from dferbench.models.coop import CoCoOp, CoOp, saved_activation_bytes
+from dferbench_plugins.baselines.coop import CoCoOp, CoOp, saved_activation_bytes
 
 from test_baselines import one_thread, run, unit  # noqa: F401  (one_thread: autouse fixture)
 
@@ -157,7 +157,7 @@ def test_best_on_test_scores_epochs_on_the_features_the_result_is_scored_on(mode
     # Trained on the clips, the result is scored on frozen fp32 features (predict). The
     # epochs must be scored on those too: on the clips, under bf16 on a GPU, the epoch would
     # be chosen on other numbers than the ones reported.
-    import dferbench.engine
+    import dferbench.run.engine
     from dferbench_plugins.baselines.common import FeatureSet
     from dferbench_plugins.baselines.prompting import CoCoOpMethod, CoOpMethod
 
@@ -167,7 +167,7 @@ def test_best_on_test_scores_epochs_on_the_features_the_result_is_scored_on(mode
         seen.update(train=train, test=monitor.test_clips)
         return {}
 
-    monkeypatch.setattr(dferbench.engine, "train_module", train_module)
+    monkeypatch.setattr(dferbench.run.engine, "train_module", train_module)
     ctx, train, test = unit(model, tmp_path, ["model.train_on_cached_features=false"])
     method = (CoOpMethod if model == "coop" else CoCoOpMethod)(ctx)
     method.fit(train, Monitor("best_on_test", test_clips=test))

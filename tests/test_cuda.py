@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from conftest import MeanBrightness
-from dferbench import engine
-from dferbench.bench_train import write_frame_folders
+from dferbench.run import engine
+from dferbench.tools.bench_train import write_frame_folders
 from dferbench.data.loader import ClipSet
 from dferbench.data.readers import FrameFolderReader
-from dferbench.method import Monitor
+from dferbench.plugin.method import Monitor
 
 pytestmark = pytest.mark.cuda
 

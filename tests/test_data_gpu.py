@@ -12,12 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
-from dferbench.bench_train import write_frame_folders
+from dferbench.tools.bench_train import write_frame_folders
 from dferbench.data import gpu
 from dferbench.data.loader import ClipSet
 from dferbench.data.readers import FrameFolderReader
 from dferbench.data.records import ClipRecord
-from dferbench.data.synthetic import SyntheticReader, make_synthetic_dataset
+from dferbench_plugins.synthetic.render import SyntheticReader, make_synthetic_dataset
 from dferbench.errors import DferbenchError
 
 

@@ -8,12 +8,12 @@ import time
 import pytest
 import torch
 
-from dferbench.bench_train import write_frame_folders
+from dferbench.tools.bench_train import write_frame_folders
 from dferbench.data import gpu
 from dferbench.data.loader import ClipSet, _collate_raw
 from dferbench.data.prefetch import prefetched
 from dferbench.data.readers import FrameFolderReader
-from dferbench.data.synthetic import make_synthetic_dataset
+from dferbench_plugins.synthetic.render import make_synthetic_dataset
 
 
 def _threads() -> int:

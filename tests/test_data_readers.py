@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from dferbench.data import readers
-from dferbench.data.fake_trees import frame_image, truncate_file, write_frames, write_video
+from dferbench.testing import frame_image, truncate_file, write_frames, write_video
 from dferbench.data.readers import (
     AutoReader,
     BadClipError,
@@ -220,7 +220,7 @@ def test_packed_cache_reads_the_same_frames(tmp_path):
 def test_benchmark_pipelines_do_identical_work(tmp_path):
     from click.testing import CliRunner
 
-    from dferbench.bench_data import benchmark_loading
+    from dferbench.tools.bench_data import benchmark_loading
     from dferbench.cli import cli
 
     rows = benchmark_loading(tmp_path, 2, 1, frames_per_clip=18, augmentation="ferv39k", repeats=1)

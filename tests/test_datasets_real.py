@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dferbench.data.annotations import Rebaser, clip_id_from_path, parse_annotation_text
-from dferbench.data.datasets import (
+from dferbench_plugins.datasets.annotations import Rebaser, clip_id_from_path, parse_annotation_text
+from dferbench_plugins.datasets.layouts import (
     COMMON_OPTIONS,
     DFEW_CLASSES,
     DFEW_CSV_LABELS,
@@ -19,14 +19,8 @@ from dferbench.data.datasets import (
     build_ferv39k,
     build_mafw,
 )
-from dferbench.data.fake_trees import (
-    AUTHORS_PREFIX,
-    annotation_line,
-    make_dfew_tree,
-    write_annotation,
-    write_frames,
-    write_video,
-)
+from dferbench.testing import write_frames, write_video
+from fake_trees import AUTHORS_PREFIX, annotation_line, make_dfew_tree, write_annotation
 from dferbench.errors import DferbenchError
 
 # video id -> (frames, DFEW CSV label 1..7)
@@ -423,7 +417,7 @@ def test_custom_corrupt_video_is_skipped_when_asked(tmp_path):
 
 def test_plugin_registers_the_four_datasets():
     import dferbench_plugins.datasets as plugin
-    from dferbench.data.custom import CUSTOM_OPTIONS
+    from dferbench_plugins.datasets.custom import CUSTOM_OPTIONS
 
     seen = {}
     plugin.dferbench_register_datasets(
@@ -445,7 +439,7 @@ def test_plugin_factory_builds_from_the_data_section(dfew_root):
 
 @pytest.mark.parametrize("num_classes,build", [(7, build_dfew), (11, build_mafw)])
 def test_reads_the_synthetic_benchmark_written_as_a_real_tree(tmp_path, num_classes, build):
-    from dferbench.data.synthetic import make_synthetic_dataset, write_synthetic_tree
+    from dferbench_plugins.synthetic.render import make_synthetic_dataset, write_synthetic_tree
 
     synthetic = make_synthetic_dataset(num_classes=num_classes, num_clips=30, num_folds=2, image_size=16)
     root = write_synthetic_tree(synthetic, tmp_path / "tree")

@@ -7,7 +7,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from click.testing import CliRunner
 
-from dferbench import describe, runner
+from dferbench_plugins.textsets import describe
+from dferbench.run import runner
 from dferbench.cli import cli
 
 ANSWERS = {

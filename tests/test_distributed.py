@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from dferbench.data.loader import BatchPlan
-from dferbench.distributed import assemble
+from dferbench.run.distributed import assemble
 
 
 def test_ranks_split_every_global_batch():
@@ -71,11 +71,11 @@ def _torchrun(args: list[str], cwd, nproc: int = 2) -> subprocess.CompletedProce
 SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np, torch
-    from dferbench import distributed as dist
+    from dferbench.run import distributed as dist
     from dferbench.data.loader import ClipSet
     from dferbench.data.records import ClipRecord
-    from dferbench.engine import predict_module, train_module
-    from dferbench.method import Monitor
+    from dferbench.run.engine import predict_module, train_module
+    from dferbench.plugin.method import Monitor
 
     class Reader:  # brightness encodes the label, plus noise: learnable in a few steps
         def __call__(self, record, indices):

@@ -3,8 +3,8 @@
 import re
 from pathlib import Path
 
-from dferbench import hookspecs
-from dferbench.plugins import pm
+from dferbench.plugin import hookspecs
+from dferbench.plugin.manager import pm
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,6 +23,6 @@ def test_readme_shows_the_two_commands():
 
 
 def test_cli_reference_is_current():
-    from dferbench import clidoc
+    from dferbench.tools import clidoc
 
-    assert (ROOT / "docs" / "cli.md").read_text() == clidoc.render(), "run `python -m dferbench.clidoc`"
+    assert (ROOT / "docs" / "cli.md").read_text() == clidoc.render(), "run `python -m dferbench.tools.clidoc`"

@@ -11,13 +11,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from conftest import MeanBrightness, ToyReader
-from dferbench import config as cfg
-from dferbench import engine
+from dferbench.run import config as cfg
+from dferbench.run import engine
 from dferbench.data.loader import BatchPlan, ClipSet, resolve_pipeline, resolve_workers, shuffled_order
 from dferbench.data.records import ClipRecord
 from dferbench.errors import DferbenchError
-from dferbench.method import Monitor
-from dferbench.progress import progress
+from dferbench.plugin.method import Monitor
+from dferbench.run.progress import progress
 
 
 def toy_clips(n: int = 21, **kw) -> ClipSet:
@@ -158,7 +158,7 @@ def test_workers_auto():
 
 
 def test_optimizer_is_fused_only_on_cuda(tiny_dferclip):
-    from dferbench.models.dferclip import build_optimizer
+    from dferbench_plugins.dferclip.network import build_optimizer
 
     opt, _ = build_optimizer(tiny_dferclip)
     assert not opt.defaults.get("fused")  # CPU: PyTorch's default implementation, unchanged numbers

@@ -7,12 +7,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from dferbench import api, plugins, runner
+from dferbench import api
+from dferbench.plugin import manager as plugins
+from dferbench.run import runner
 from dferbench.cli import cli
 from dferbench.data.loader import ClipSet
-from dferbench.engine import predict_module
+from dferbench.run.engine import predict_module
 from dferbench.models.clip import create_clip
-from dferbench.models.dferclip import DFERCLIP
+from dferbench_plugins.dferclip.network import DFERCLIP
 from dferbench_plugins.textsets import descriptor_texts
 
 from test_models_checkpoints import _save_authors_checkpoint

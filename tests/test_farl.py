@@ -8,7 +8,7 @@ import torch
 from dferbench import api
 from dferbench.errors import DferbenchError
 from dferbench.models.clip import create_clip
-from dferbench.models.farl import FARL_FILE, MIM_PREFIXES, load_farl
+from dferbench_plugins.baselines.farl import FARL_FILE, MIM_PREFIXES, load_farl
 
 from test_baselines import TINY, one_thread  # noqa: F401  (one_thread: autouse fixture)
 

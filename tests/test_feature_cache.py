@@ -4,8 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from dferbench import api, plugins
-from dferbench.bench_cache import benchmark_cache
+from dferbench import api
+from dferbench.plugin import manager as plugins
+from dferbench.tools.bench_cache import benchmark_cache
 from dferbench.data.loader import ClipSet
 from dferbench.models import features
 

@@ -3,9 +3,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from dferbench import api, leaderboard
+from dferbench import api
+from dferbench.report import leaderboard
 from dferbench.cli import cli
-from dferbench.results import UnitKey
+from dferbench.run.results import UnitKey
 
 
 def fake_result(root, run_name, fold, seed, uar, war, selection="last_epoch", dataset="dfew", precision="fp32"):

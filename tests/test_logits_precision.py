@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from dferbench.models.clip import clip_input_size, create_clip
-from dferbench.models.coop import CoCoOp, CoOp
-from dferbench.models.dferclip import DFERCLIP
+from dferbench_plugins.baselines.coop import CoCoOp, CoOp
+from dferbench_plugins.dferclip.network import DFERCLIP
 from dferbench_plugins.baselines.finetune import FineTuneNet
 
 CLASSES = ["happiness.", "sadness.", "neutral.", "anger.", "surprise.", "disgust.", "fear."]

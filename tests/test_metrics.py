@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, recall_score
 
-from dferbench import metrics
+from dferbench.report import metrics
 
 
 def test_hand_computed_case():

@@ -14,9 +14,9 @@ import pytest
 import safetensors.torch
 import torch
 
-from dferbench.models import checkpoints as ck
+from dferbench_plugins.dferclip import checkpoints as ck
 from dferbench.models.clip import build_clip_from_config, create_clip
-from dferbench.models.dferclip import DFERCLIP, build_optimizer
+from dferbench_plugins.dferclip.network import DFERCLIP, build_optimizer
 
 TEXTS = [
     "a smiling mouth, raised cheeks, wrinkled eyes, and arched eyebrows.",
@@ -127,7 +127,7 @@ def test_authors_checkpoint_loads_with_identical_logits(model, tmp_path, caplog)
     sys.meta_path.insert(0, spy)
     TRAP_CALLS.clear()
     try:
-        with caplog.at_level(logging.INFO, logger="dferbench.models.checkpoints"):
+        with caplog.at_level(logging.INFO, logger="dferbench_plugins.dferclip.checkpoints"):
             loaded = ck.load_authors_checkpoint(path, TEXTS, clip_model_name="dferbench-test-tiny")
     finally:
         sys.meta_path.remove(spy)

@@ -10,7 +10,7 @@ import torch
 
 from dferbench.models import clip as clip_mod
 from dferbench.models.clip import build_clip_from_config, clip_input_size, create_clip, register_model_configs
-from dferbench.models.dferclip import DFERCLIP, build_optimizer
+from dferbench_plugins.dferclip.network import DFERCLIP, build_optimizer
 from dferbench.models.temporal import TemporalMean, TemporalTransformerCls
 
 TEXTS = [
@@ -36,6 +36,7 @@ def tiny(tokenizer):
 
 
 def test_tiny_configs_registered_and_idempotent():
+    register_model_configs()  # the plugin-registered dferbench-tiny
     for name in ("dferbench-test-tiny", "dferbench-tiny"):
         assert name in open_clip.list_models()
     n_paths = len(open_clip.factory._MODEL_CONFIG_PATHS)

@@ -6,12 +6,15 @@ import sys
 import textwrap
 
 import pytest
+import torch
 from click.testing import CliRunner
 
-from dferbench import hookimpl, hookspecs, plugins
+from dferbench import hookimpl
+from dferbench.plugin import hookspecs
+from dferbench.plugin import manager as plugins
 from dferbench.cli import cli
 from dferbench.errors import DferbenchError, PluginError
-from dferbench.plugins import pm
+from dferbench.plugin.manager import pm
 
 
 def test_every_hook_has_a_test():
@@ -48,6 +51,63 @@ def test_hook_dferbench_register_prompts():
         assert plugins.prompts()["photo-of"].target(["anger"]) == [["a photo of anger."]]
     finally:
         pm.unregister(name="undo-texts")
+
+
+def test_hook_dferbench_register_clip_models(tmp_path):
+    import json
+
+    import open_clip
+    import safetensors.torch
+
+    from dferbench.models.clip import CONFIG_DIR, create_clip
+
+    config = tmp_path / "third-party-tiny.json"
+    config.write_text((CONFIG_DIR / "dferbench-test-tiny.json").read_text())
+    reference, _ = create_clip("dferbench-test-tiny", None)
+    weights = tmp_path / "faces.safetensors"
+    safetensors.torch.save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(weights))
+
+    class Clip:
+        @hookimpl
+        def dferbench_register_clip_models(self, register):
+            register("third-party-tiny", config=config, weights={"faces-v1": weights}, source="ask the lab")
+
+    pm.register(Clip(), name="undo-clip")
+    try:
+        model, _ = create_clip("third-party-tiny", "faces-v1")
+        assert json.loads(config.read_text()) == open_clip.get_model_config("third-party-tiny")
+        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))
+        weights.unlink()
+        with pytest.raises(FileNotFoundError, match="faces.safetensors.*ask the lab"):
+            create_clip("third-party-tiny", "faces-v1")
+        assert "dferbench-tiny" in plugins.clip_models()  # the built-in comes through the same hook
+    finally:
+        pm.unregister(name="undo-clip")
+
+
+def test_hook_dferbench_register_commands():
+    import click
+
+    @click.command(name="hello-lab")
+    def hello() -> None:
+        """Say hello."""
+        click.echo("hello from a plugin")
+
+    class Commands:
+        @hookimpl
+        def dferbench_register_commands(self, register):
+            register(hello)
+
+    pm.register(Commands(), name="undo-commands")
+    try:
+        cli._plugin_commands = None  # the group caches what plugins offered
+        res = CliRunner().invoke(cli, ["hello-lab"])
+        assert res.exit_code == 0 and "hello from a plugin" in res.output
+        assert "hello-lab" in CliRunner().invoke(cli, ["--help"]).output
+        assert "pretrain-clip" in CliRunner().invoke(cli, ["--help"]).output  # a built-in plugin's command
+    finally:
+        pm.unregister(name="undo-commands")
+        cli._plugin_commands = None  # the group caches what plugins offered
 
 
 def test_duplicate_names_name_both_plugins(toy_plugin):
@@ -88,7 +148,7 @@ def test_unknown_names_suggest_the_closest():
 def test_cli_lists_plugins_and_registrations():
     runner = CliRunner()
     out = runner.invoke(cli, ["plugins"]).output
-    assert "zeroshot" in out and "dferbench_register_models" in out and "0.1.0" in out
+    assert "baselines" in out and "dferbench_register_models" in out and "0.1.0" in out
     out = runner.invoke(cli, ["list", "prompts"]).output
     assert "descriptors" in out and "LLM-written" in out
 
@@ -141,7 +201,7 @@ def test_plugins_can_be_disabled_by_name_or_all_third_party(tmp_path):
     assert "third-party-model" not in list_models(tmp_path, DFERBENCH_DISABLE_PLUGINS="badplug").stdout
     off = list_models(tmp_path, DFERBENCH_DISABLE_PLUGINS="third-party").stdout
     assert "third-party-model" not in off and "zeroshot-clip" in off
-    assert "zeroshot-clip" not in list_models(tmp_path, DFERBENCH_DISABLE_PLUGINS="zeroshot").stdout
+    assert "zeroshot-clip" not in list_models(tmp_path, DFERBENCH_DISABLE_PLUGINS="baselines").stdout
 
 
 def test_misspelled_hook_fails_at_load(tmp_path):

@@ -6,6 +6,7 @@ architecture for a few steps.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,10 +15,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dferbench import pretrain
-from dferbench.data.captions import CAPTION_VOCABULARY, content_words
-from dferbench.data.synthetic import clip_params, make_synthetic_dataset
-from dferbench.models.clip import SYNTHETIC_PRETRAINED, SYNTHETIC_WEIGHTS, create_clip
+from dferbench_plugins.synthetic import pretrain
+from dferbench_plugins.synthetic.captions import CAPTION_VOCABULARY, content_words
+from dferbench_plugins.synthetic.render import clip_params, make_synthetic_dataset
+from dferbench.models.clip import create_clip
+from dferbench_plugins.synthetic import SYNTHETIC_PRETRAINED, SYNTHETIC_WEIGHTS
 from dferbench_plugins.textsets import descriptors
 
 SHIPPED_JSON = SYNTHETIC_WEIGHTS.with_suffix(".json")
@@ -38,7 +40,7 @@ def test_shipped_checkpoint_matches_its_json(shipped) -> None:
     info = json.loads(SHIPPED_JSON.read_text())
     assert pretrain.sha256_file(SYNTHETIC_WEIGHTS) == info["sha256"]
     assert info["model"] == "dferbench-tiny"
-    assert "python -m dferbench.pretrain" in info["rebuild_command"]
+    assert "python -m dferbench_plugins.synthetic.pretrain" in info["rebuild_command"]
     assert SYNTHETIC_WEIGHTS.with_suffix(".curves.csv").is_file()
     model, _ = shipped
     assert not model.training
@@ -51,10 +53,12 @@ def test_synthetic_tag_only_for_tiny_model() -> None:
 
 
 def test_missing_checkpoint_names_file_and_rebuild_command(monkeypatch, tmp_path) -> None:
-    import dferbench.models.clip as clip
+    from dferbench.plugin import manager
 
-    monkeypatch.setattr(clip, "SYNTHETIC_WEIGHTS", tmp_path / "dferbench-tiny-synthetic.safetensors")
-    pattern = r"dferbench-tiny-synthetic\.safetensors.*python -m dferbench\.pretrain"
+    registered = manager.clip_models()["dferbench-tiny"]
+    missing = dict(registered.extra, weights={SYNTHETIC_PRETRAINED: tmp_path / "dferbench-tiny-synthetic.safetensors"})
+    monkeypatch.setattr(manager, "clip_models", lambda: {"dferbench-tiny": dataclasses.replace(registered, extra=missing)})
+    pattern = r"dferbench-tiny-synthetic\.safetensors.*python -m dferbench_plugins\.synthetic\.pretrain"
     with pytest.raises(FileNotFoundError, match=pattern):
         create_clip("dferbench-tiny", SYNTHETIC_PRETRAINED)
 

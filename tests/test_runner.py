@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from dferbench import api, runner
+from dferbench import api
+from dferbench.run import runner
 from dferbench.errors import DferbenchError
 
 from conftest import ToyMethod
@@ -100,7 +101,7 @@ def test_suites_expand_to_model_variants(toy_plugin):
 
 
 def test_empty_splits_stop_with_one_line(tmp_path):
-    from dferbench.data.fake_trees import write_frames
+    from dferbench.testing import write_frames
 
     for name in ("a", "b"):
         write_frames(tmp_path / "frames" / name, 5, size=8)
@@ -121,7 +122,7 @@ def test_empty_splits_stop_with_one_line(tmp_path):
 
 
 def test_skipped_clips_are_said_not_only_recorded(tmp_path):
-    from dferbench.data.fake_trees import write_frames
+    from dferbench.testing import write_frames
 
     write_frames(tmp_path / "frames" / "a", 5, size=8)
     (tmp_path / "clips.csv").write_text("path,label\nframes/a,happy\nframes/gone,sad\n")

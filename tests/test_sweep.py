@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from dferbench import api, sweep
+from dferbench import api
+from dferbench.run import sweep
 from dferbench.errors import DferbenchError
 
 SMALL = ["data.num_clips=35"]  # the synthetic minimum: 7 classes x 5 folds

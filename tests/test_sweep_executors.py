@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from dferbench import sweep
+from dferbench.run import sweep
 
 SMALL = ["data.num_clips=35"]
 

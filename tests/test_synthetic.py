@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from dferbench.data.records import ClipRecord, DFERDataset
-from dferbench.data.synthetic import (
+from dferbench_plugins.synthetic.render import (
     ACTION_UNITS,
     DFEW_CLASSES,
     MAFW_CLASSES,
@@ -270,7 +270,7 @@ def test_write_synthetic_tree_uses_mafw_names_for_11_classes(tmp_path: Path) -> 
 
 
 def test_feature_windows_do_not_clip_features(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dferbench.data import synthetic
+    from dferbench_plugins.synthetic import render as synthetic
 
     ds = make_synthetic_dataset(num_classes=11, num_clips=110, seed=4)
     recs = ds.split(1, "test")[:20]

@@ -7,8 +7,11 @@ DFER-CLIP (Zhao & Patras, BMVC 2023) uses OpenAI's CLIP ViT-B/32, which open_cli
 * ``pretrained`` is ``None`` (random init), an open_clip tag, or a local weights file,
   with a clear error when it is none of these (a typo must not silently give a random
   model);
-* dferbench's own tiny architectures (``configs/*.json``) are registered with open_clip on
-  import, so tests and smoke runs never need downloaded weights.
+* the core's random tiny architecture (``configs/*.json``) is registered with open_clip on
+  import, and architectures and weights that plugins register
+  (``dferbench_register_clip_models``, e.g. the synthetic benchmark's face-domain
+  ``dferbench-tiny``) before a model is built, so tests and smoke runs never need
+  downloaded weights.
 
 Models are built in fp32 (the authors load CLIP on CPU, hence fp32 everywhere) and
 returned in eval mode; a training loop switches modes itself.
@@ -29,8 +32,6 @@ from torch import nn
 
 __all__ = [
     "CONFIG_DIR",
-    "SYNTHETIC_PRETRAINED",
-    "SYNTHETIC_WEIGHTS",
     "DFERBENCH_MODEL_CONFIGS",
     "register_model_configs",
     "create_clip",
@@ -42,45 +43,52 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-"""Folder of dferbench's open_clip model configs (one JSON file per architecture)."""
+"""Folder of the core's open_clip model configs (one JSON file per architecture)."""
 
-DFERBENCH_MODEL_CONFIGS: tuple[str, ...] = ("dferbench-test-tiny", "dferbench-tiny")
-"""Architectures shipped in :data:`CONFIG_DIR` (file stem = open_clip model name)."""
+DFERBENCH_MODEL_CONFIGS: tuple[str, ...] = ("dferbench-test-tiny",)
+"""Architectures shipped in :data:`CONFIG_DIR` (file stem = open_clip model name): a
+random tiny CLIP for tests and smoke runs."""
 
 
-SYNTHETIC_PRETRAINED = "dferbench-synthetic"
-"""``pretrained`` tag of the shipped checkpoint pre-trained on synthetic faces (dferbench-tiny only)."""
-
-SYNTHETIC_WEIGHTS = Path(__file__).parent / "weights" / "dferbench-tiny-synthetic.safetensors"
-_SYNTHETIC_MODEL = "dferbench-tiny"
+def _add_config(name: str, path: Path) -> bool:
+    """Register ``path`` with open_clip as ``name``; False when it is already known
+    with identical content. A name known with *different* content is an error rather
+    than a silent override."""
+    with open(path, encoding="utf-8") as f:
+        cfg = json.load(f)
+    known = open_clip.get_model_config(name)
+    if known is not None:
+        if known != cfg:
+            raise RuntimeError(
+                f"open_clip already has a different model config named {name!r}; refusing to override it with {path}"
+            )
+        return False
+    if Path(path).stem != name:
+        raise RuntimeError(f"model config {path} must be named {name}.json (open_clip names models by file stem)")
+    open_clip.add_model_config(path)
+    return True
 
 
 def register_model_configs() -> list[str]:
-    """Register every ``configs/*.json`` with ``open_clip.add_model_config``.
-
-    Idempotent: a config that open_clip already knows with identical content is skipped,
-    so repeated calls (or module reloads) never grow open_clip's search path. A name that
-    open_clip knows with *different* content is an error rather than a silent override.
-    Returns the names newly registered by this call.
-    """
-    added = []
-    for path in sorted(CONFIG_DIR.glob("*.json")):
-        with open(path, encoding="utf-8") as f:
-            cfg = json.load(f)
-        known = open_clip.get_model_config(path.stem)
-        if known is not None:
-            if known != cfg:
-                raise RuntimeError(
-                    f"open_clip already has a different model config named {path.stem!r}; "
-                    f"refusing to override it with {path}"
-                )
-            continue
-        open_clip.add_model_config(path)
-        added.append(path.stem)
+    """Register the core's ``configs/*.json`` and every plugin-registered architecture
+    with open_clip. Idempotent (repeated calls never grow open_clip's search path);
+    returns the names newly registered by this call."""
+    added = [p.stem for p in sorted(CONFIG_DIR.glob("*.json")) if _add_config(p.stem, p)]
+    for name, reg in _plugin_clip_models().items():
+        config = reg.extra.get("config")
+        if config and _add_config(name, Path(config)):
+            added.append(name)
     return added
 
 
-register_model_configs()
+for _path in sorted(CONFIG_DIR.glob("*.json")):  # the core's own: no plugin loading at import
+    _add_config(_path.stem, _path)
+
+
+def _plugin_clip_models() -> dict[str, Any]:
+    from dferbench.plugin import manager
+
+    return manager.clip_models()
 
 
 def _resolve_pretrained(model_name: str, pretrained: str | os.PathLike | None) -> str | None:
@@ -114,7 +122,7 @@ def create_clip(
             DFER-CLIP backbone) or one of :data:`DFERBENCH_MODEL_CONFIGS`.
         pretrained: ``None`` for random init, an open_clip tag such as ``"openai"``,
             ``"dferbench-synthetic"`` (the shipped checkpoint pre-trained on synthetic faces
-            by ``dferbench.pretrain``; ``dferbench-tiny`` only), or a path to a local
+            by ``dferbench_plugins.synthetic.pretrain``; ``dferbench-tiny`` only), or a path to a local
             weights file (loaded by open_clip, strictly).
         device: where to put the model.
 
@@ -122,6 +130,7 @@ def create_clip(
         ``(model, tokenizer)``: the fp32 model in eval mode and open_clip's tokenizer for
         that architecture (OpenAI BPE for CLIP models: SOT 49406, EOT 49407, 77 tokens).
     """
+    register_model_configs()
     if open_clip.get_model_config(model_name) is None:
         import difflib
 
@@ -131,8 +140,9 @@ def create_clip(
             + (f"; did you mean {', '.join(close)}?" if close else "")
             + " (open_clip.list_models() lists them all)"
         )
-    if pretrained is not None and os.fspath(pretrained) == SYNTHETIC_PRETRAINED:
-        return _create_synthetic_clip(model_name, device)
+    registered = _registered_weights(model_name, pretrained)
+    if registered is not None:
+        return _create_from_registered(model_name, registered, device)
     resolved = _resolve_pretrained(model_name, pretrained)
     model = open_clip.create_model(model_name, pretrained=resolved, precision="fp32", device=device)
     model.eval()
@@ -141,22 +151,29 @@ def create_clip(
     return model, tokenizer
 
 
-def _create_synthetic_clip(model_name: str, device: str | torch.device) -> tuple[open_clip.CLIP, Any]:
-    """``dferbench-tiny`` with the shipped synthetic-face weights (stored fp16 or fp32, loaded fp32)."""
-    if model_name != _SYNTHETIC_MODEL:
-        raise ValueError(
-            f"pretrained={SYNTHETIC_PRETRAINED!r} exists only for model {_SYNTHETIC_MODEL!r}, "
-            f"not {model_name!r}"
-        )
-    if not SYNTHETIC_WEIGHTS.is_file():
-        command = f"python -m dferbench.pretrain --steps N --out {SYNTHETIC_WEIGHTS}"
-        try:
-            command = json.loads(SYNTHETIC_WEIGHTS.with_suffix(".json").read_text())["rebuild_command"]
-        except (OSError, ValueError, KeyError):
-            pass
+def _registered_weights(model_name: str, pretrained: str | os.PathLike | None) -> tuple[Any, str] | None:
+    """``(registration, tag)`` of the plugin whose weights tag is ``pretrained``, or None."""
+    if pretrained is None:
+        return None
+    tag = os.fspath(pretrained)
+    owners = {name: reg for name, reg in _plugin_clip_models().items() if tag in (reg.extra.get("weights") or {})}
+    if not owners:
+        return None
+    if model_name not in owners:
+        raise ValueError(f"pretrained={tag!r} exists only for model {', '.join(sorted(owners))}, not {model_name!r}")
+    return owners[model_name], tag
+
+
+def _create_from_registered(model_name: str, registered: tuple[Any, str],
+                            device: str | torch.device) -> tuple[open_clip.CLIP, Any]:
+    """An architecture with the plugin-registered weights file of its tag (fp16 or fp32 on
+    disk, loaded fp32)."""
+    reg, tag = registered
+    path = Path(reg.extra["weights"][tag])
+    if not path.is_file():
         raise FileNotFoundError(
-            f"the shipped synthetic-face CLIP weights are missing: {SYNTHETIC_WEIGHTS}. "
-            f"Rebuild them (from the repository root) with: {command}"
+            f"the weights {tag!r} of {model_name!r} (plugin {reg.plugin!r}) are missing: {path}. "
+            + (reg.extra.get("source") or "")
         )
     import safetensors.torch
 
@@ -165,10 +182,10 @@ def _create_synthetic_clip(model_name: str, device: str | torch.device) -> tuple
         model = open_clip.create_model(model_name, pretrained=None, precision="fp32", device="cpu")
     finally:
         logging.disable(logging.NOTSET)
-    state = safetensors.torch.load_file(str(SYNTHETIC_WEIGHTS))
+    state = safetensors.torch.load_file(str(path))
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
     model = model.to(device).eval()
-    logger.info("built CLIP %s with %s weights on %s", model_name, SYNTHETIC_WEIGHTS.name, device)
+    logger.info("built CLIP %s with %s weights on %s", model_name, path.name, device)
     return model, open_clip.get_tokenizer(model_name)
 
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from dferbench.data.loader import ClipSet
 from dferbench.files import replacing
-from dferbench.progress import progress
+from dferbench.run.progress import progress
 
 encoder_calls = 0  # batches pushed through an image encoder; tests read it
 

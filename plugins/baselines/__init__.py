@@ -1,6 +1,9 @@
 """The DFER-CLIP paper's comparison methods (Zhao & Patras, BMVC 2023, Tables 4-5), each
 as faithful to its own paper as a video version allows; see shared/reference/baselines.md.
 
+- ``zeroshot-clip`` / ``zeroshot-farl``: frame-averaged image features against a text
+  classifier, no training (CLIP, and FaRL's face-domain weights from a local file).
+
 - ``linear-probe``: L-BFGS logistic regression on frozen, frame-averaged CLIP features,
   C searched on a validation split of the training fold (CLIP paper / CoOp's lpclip).
 - ``finetune`` / ``finetune-tm``: CLIP image encoder + linear head trained end to end, on
@@ -104,6 +107,9 @@ def _factory(name: str):
 
 @hookimpl
 def dferbench_register_models(register):
+    from dferbench_plugins.baselines.zeroshot import register_zeroshot
+
+    register_zeroshot(register)
     register("linear-probe", _factory("linear-probe"), options=LINEAR_PROBE_OPTIONS, presets=_presets("linear-probe"),
              family="classifier-based", temporal=False,
              description="Linear probe: L-BFGS logistic regression on frozen mean CLIP features, C searched on train")

@@ -59,7 +59,7 @@ class FineTune:
         self.module.to(ctx.device)
 
     def fit(self, train, monitor) -> dict[str, Any]:
-        from dferbench.engine import train_module
+        from dferbench.run.engine import train_module
 
         o, t = self.ctx.options, self.ctx.train
         groups = self.module.param_groups(o["lr_image"], o.get("lr_temporal", 0.0), o["lr_head"])
@@ -71,7 +71,7 @@ class FineTune:
                             compile=t.get("compile", False))
 
     def predict(self, clips):
-        from dferbench.engine import predict_module
+        from dferbench.run.engine import predict_module
 
         return predict_module(self.module, clips, batch_size=self.ctx.train["eval_batch_size"], device=self.ctx.device,
                               precision=self.ctx.train["precision"], enabled_progress=self.ctx.progress)

@@ -106,7 +106,7 @@ class LinearProbe:
     def fit(self, train, monitor) -> dict[str, Any]:
         # monitor.test_clips (best_on_test) is deliberately unused: there are no epochs to
         # select, and C is chosen on the training fold alone.
-        from dferbench.method import require_training_clips
+        from dferbench.plugin.method import require_training_clips
 
         require_training_clips(train)
         o = self.ctx.options

@@ -65,8 +65,8 @@ class PromptMethod:
         return FeatureSet(frozen_features(self.module.image_encoder, clips, self.ctx, self.weights_id), clips.labels)
 
     def fit(self, train, monitor) -> dict[str, Any]:
-        from dferbench.engine import train_module
-        from dferbench.method import Monitor, require_training_clips
+        from dferbench.run.engine import train_module
+        from dferbench.plugin.method import Monitor, require_training_clips
 
         require_training_clips(train)
         o, t = self.ctx.options, self.ctx.train
@@ -87,7 +87,7 @@ class PromptMethod:
         return info
 
     def predict(self, clips):
-        from dferbench.engine import predict_module
+        from dferbench.run.engine import predict_module
 
         return predict_module(self.module, self.features(clips), batch_size=self.ctx.train["eval_batch_size"],
                               device=self.ctx.device, precision=self.ctx.train["precision"], enabled_progress=False)
@@ -95,7 +95,7 @@ class PromptMethod:
 
 class CoOpMethod(PromptMethod):
     def build(self, clip, class_texts, tokenizer, options):
-        from dferbench.models.coop import CoOp
+        from dferbench_plugins.baselines.coop import CoOp
 
         if options["ctx_init"] and options["class_specific"]:
             raise ValueError("ctx_init gives one generic context (as in CoOp); set model.class_specific=false "
@@ -107,7 +107,7 @@ class CoOpMethod(PromptMethod):
 
 class CoCoOpMethod(PromptMethod):
     def build(self, clip, class_texts, tokenizer, options):
-        from dferbench.models.coop import CoCoOp
+        from dferbench_plugins.baselines.coop import CoCoOp
 
         return CoCoOp(clip, class_texts, tokenizer=tokenizer, n_ctx=options["n_ctx"],
                       ctx_init=options["ctx_init"] or None)

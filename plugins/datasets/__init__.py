@@ -12,25 +12,25 @@ CUSTOM = {"file": "", "augmentation": "none", "frame_order": "natural", "skip_ba
 
 
 def build_dfew(options: Mapping[str, Any]):
-    from dferbench.data.datasets import build_dfew
+    from dferbench_plugins.datasets.layouts import build_dfew
 
     return build_dfew(options)
 
 
 def build_ferv39k(options: Mapping[str, Any]):
-    from dferbench.data.datasets import build_ferv39k
+    from dferbench_plugins.datasets.layouts import build_ferv39k
 
     return build_ferv39k(options)
 
 
 def build_mafw(options: Mapping[str, Any]):
-    from dferbench.data.datasets import build_mafw
+    from dferbench_plugins.datasets.layouts import build_mafw
 
     return build_mafw(options)
 
 
 def build_custom(options: Mapping[str, Any]):
-    from dferbench.data.datasets import build_custom
+    from dferbench_plugins.datasets.layouts import build_custom
 
     return build_custom(options)
 

@@ -34,7 +34,7 @@ OPTIONS: dict[str, Any] = {
 
 def build_network(class_texts: list[str], options: dict[str, Any], num_frames: int, device: str = "cpu"):
     from dferbench.models.clip import create_clip
-    from dferbench.models.dferclip import DFERCLIP
+    from dferbench_plugins.dferclip.network import DFERCLIP
 
     clip, tokenizer = create_clip(options["clip_model"], options["pretrained"] or None, device="cpu")
     model = DFERCLIP(clip, class_texts, tokenizer=tokenizer, n_ctx=options["n_ctx"],
@@ -58,8 +58,8 @@ class DFERCLIPMethod:
                                    ctx.config["data"]["num_frames"], ctx.device)
 
     def fit(self, train, monitor) -> dict[str, Any]:
-        from dferbench.engine import train_module
-        from dferbench.models.dferclip import build_optimizer
+        from dferbench.run.engine import train_module
+        from dferbench_plugins.dferclip.network import build_optimizer
 
         o, t = self.ctx.options, self.ctx.train
         optimizer, scheduler = build_optimizer(
@@ -71,7 +71,7 @@ class DFERCLIPMethod:
                             precision=t["precision"], eval_batch_size=t["eval_batch_size"],
                             compile=t.get("compile", False))
         if o["save_checkpoint"]:
-            from dferbench.models.checkpoints import save_checkpoint
+            from dferbench_plugins.dferclip.checkpoints import save_checkpoint
 
             path = self.ctx.workdir / "checkpoints" / f"dferclip-fold{self.ctx.fold}-seed{self.ctx.seed}.safetensors"
             save_checkpoint(self.model, path, {"classes": self.ctx.classes, "config": self.ctx.config})
@@ -79,7 +79,7 @@ class DFERCLIPMethod:
         return info
 
     def predict(self, clips):
-        from dferbench.engine import predict_module
+        from dferbench.run.engine import predict_module
 
         return predict_module(self.model, clips, batch_size=self.ctx.train["eval_batch_size"], device=self.ctx.device,
                               precision=self.ctx.train["precision"], enabled_progress=self.ctx.progress)

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 from dferbench import hookimpl
+
+CLIP_DIR = Path(__file__).parent / "clip"
+TINY_CLIP = "dferbench-tiny"
+"""The embedded benchmark's CLIP architecture: ViT 4 x 128 at 64 px (``clip/dferbench-tiny.json``)."""
+SYNTHETIC_PRETRAINED = "dferbench-synthetic"
+"""Weights tag of the shipped ``dferbench-tiny`` checkpoint pre-trained on synthetic faces."""
+SYNTHETIC_WEIGHTS = CLIP_DIR / "dferbench-tiny-synthetic.safetensors"
 
 OPTIONS = {"num_clips": 400, "generator_seed": 0, "render_size": 64}
 
 
 def _factory(num_classes: int):
     def build(options: Mapping[str, Any]):
-        from dferbench.data.synthetic import make_synthetic_dataset
+        from dferbench_plugins.synthetic.render import make_synthetic_dataset
 
         return make_synthetic_dataset(num_classes=num_classes, num_clips=options["num_clips"],
                                       image_size=options["render_size"], seed=options["generator_seed"])
@@ -25,3 +33,23 @@ def dferbench_register_datasets(register):
              description="Rendered face clips, 7 classes in DFEW order, 5 subject-independent folds (default)")
     register("synthetic-11", _factory(11), options=OPTIONS,
              description="Rendered face clips, 11 classes in MAFW order, 5 subject-independent folds")
+
+
+@hookimpl
+def dferbench_register_clip_models(register):
+    import json
+
+    try:
+        rebuild = json.loads(SYNTHETIC_WEIGHTS.with_suffix(".json").read_text())["rebuild_command"]
+    except (OSError, ValueError, KeyError):
+        rebuild = f"python -m dferbench_plugins.synthetic.pretrain --out {SYNTHETIC_WEIGHTS}"
+    register(TINY_CLIP, config=CLIP_DIR / f"{TINY_CLIP}.json", weights={SYNTHETIC_PRETRAINED: SYNTHETIC_WEIGHTS},
+             source=f"Rebuild them (from the repository root) with: {rebuild}",
+             description="Tiny CLIP pre-trained on rendered faces and captions that never name an emotion")
+
+
+@hookimpl
+def dferbench_register_commands(register):
+    from dferbench_plugins.synthetic.cli import pretrain_clip_command
+
+    register(pretrain_clip_command)

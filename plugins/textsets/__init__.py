@@ -58,3 +58,10 @@ def dferbench_register_prompts(register):
              description="LLM-written visual cues per class (DFER-CLIP's default text type)")
     register("face-templates", ensemble_texts,
              description=f"An ensemble of {len(FACE_TEMPLATES)} face templates, averaged per class")
+
+
+@hookimpl
+def dferbench_register_commands(register):
+    from dferbench_plugins.textsets.cli import describe_command
+
+    register(describe_command)

@@ -11,10 +11,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from dferbench import config as cfg
-from dferbench import plugins
+from dferbench.run import config as cfg
+from dferbench.plugin import manager as plugins
 from dferbench.errors import DferbenchError
-from dferbench.results import SCHEMA_VERSION, UnitKey, git_commit, load_result, predictions_csv, save_unit, versions
+from dferbench.run.results import SCHEMA_VERSION, UnitKey, git_commit, load_result, predictions_csv, save_unit, versions
 
 
 @dataclass
@@ -93,12 +93,12 @@ class FixedNetwork:
         self.ctx, self.network = ctx, network.to(ctx.device)
 
     def fit(self, train: Any, monitor: Any) -> dict[str, Any]:
-        from dferbench.engine import effective_precision
+        from dferbench.run.engine import effective_precision
 
         return {"precision": effective_precision(self.ctx.device, self.ctx.train["precision"])}
 
     def predict(self, clips: Any) -> Any:
-        from dferbench.engine import predict_module
+        from dferbench.run.engine import predict_module
 
         return predict_module(self.network, clips, batch_size=self.ctx.train["eval_batch_size"],
                               device=self.ctx.device, precision=self.ctx.train["precision"],
@@ -115,12 +115,12 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
     of building and training the model (selection policy ``checkpoint``). ``datasets``, a
     dict shared by the plans of one call, keeps each dataset built once per ``[data]``
     section instead of re-scanning the disk for every model of a suite."""
-    from dferbench import distributed as dist
+    from dferbench.run import distributed as dist
     from dferbench.data.loader import ClipSet, resolve_pipeline, resolve_workers
-    from dferbench.engine import resolve_device, seed_everything
-    from dferbench.method import ModelContext, Monitor
-    from dferbench.metrics import compute_metrics
-    from dferbench.progress import progress_enabled
+    from dferbench.run.engine import resolve_device, seed_everything
+    from dferbench.plugin.method import ModelContext, Monitor
+    from dferbench.report.metrics import compute_metrics
+    from dferbench.run.progress import progress_enabled
 
     progress = progress_enabled() if progress is None else progress
     config = run.config

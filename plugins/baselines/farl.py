@@ -21,6 +21,7 @@ import open_clip
 import torch
 
 from dferbench.errors import DferbenchError
+from dferbench.models.clip import register_model_configs
 
 __all__ = ["FARL_FILE", "FARL_URL", "MIM_PREFIXES", "load_farl"]
 
@@ -44,11 +45,12 @@ def load_farl(path: str | os.PathLike, model_name: str = "ViT-B-16-quickgelu", *
     the file is missing, cannot be read without running code, or is not a FaRL/CLIP
     checkpoint that fits ``model_name``.
     """
-    from dferbench.models.checkpoints import read_torch_checkpoint
+    from dferbench.models.torch_checkpoint import read_torch_checkpoint
 
     path = Path(path)
     if not path.is_file():
         raise DferbenchError(f"FaRL weights not found at {str(path)!r} (resolved: {path.resolve()}): {_where_to_get()}")
+    register_model_configs()
     if open_clip.get_model_config(model_name) is None:
         raise DferbenchError(f"unknown open_clip model {model_name!r} for the FaRL weights; FaRL is ViT-B-16-quickgelu")
     try:

@@ -14,7 +14,7 @@ float. Indices and augmentation parameters come from the same
 * ``packed`` (optional): frames pre-decoded once into one uint8 ``.npy`` per clip and
   memory-mapped (``PackedReader``), + ``ClipTransform``.
 
-Run ``python -m dferbench.bench_data ROOT --clips 200 --workers 1`` to print the table.
+Run ``python -m dferbench.tools.bench_data ROOT --clips 200 --workers 1`` to print the table.
 """
 
 from __future__ import annotations

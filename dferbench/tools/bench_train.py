@@ -139,7 +139,7 @@ def write_frame_folders(root: str | os.PathLike[str], num_clips: int, frames_per
 def _write_clip(folder: Path, clip: int, frames: int, size: int) -> None:
     from PIL import Image
 
-    from dferbench.bench_data import fake_frame
+    from dferbench.tools.bench_data import fake_frame
 
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(frames):
@@ -184,14 +184,14 @@ def _sync(device: str) -> None:
 def _build(settings: BenchSettings, mode: dict[str, Any], pretrained: str | None = None,
            lrs: dict[str, float] | None = None) -> tuple[Any, Any]:
     from dferbench import api
-    from dferbench.engine import seed_everything
+    from dferbench.run.engine import seed_everything
 
     seed_everything(settings.seed)
     model = api.build_model(settings.model, class_texts=[f"a face showing {c}." for c in CLASSES],
                             clip_model=settings.clip_model, pretrained=pretrained, num_frames=settings.frames,
                             device=settings.device)
     if hasattr(model, "param_groups"):
-        from dferbench.models.dferclip import build_optimizer
+        from dferbench_plugins.dferclip.network import build_optimizer
 
         optimizer, _ = build_optimizer(model, fused=mode["fused"], **(lrs or {}))
     else:
@@ -215,7 +215,7 @@ def run_mode(name: str, settings: BenchSettings, records: list[ClipRecord]) -> d
     """Time ``settings.steps`` training steps of mode ``name``; one result row."""
     from dferbench.data.loader import ClipSet
     from dferbench.data.readers import FrameFolderReader
-    from dferbench.engine import effective_precision, train_step, wrap_for_training
+    from dferbench.run.engine import effective_precision, train_step, wrap_for_training
 
     mode = MODES[name]
     device = settings.device
@@ -304,7 +304,7 @@ def _eval_batches(settings: BenchSettings, mode: dict[str, Any], records: list[C
 def _time_eval(model: Any, batches: Iterator[torch.Tensor], settings: BenchSettings, precision: str) -> float:
     """Seconds for ``settings.eval_steps`` inference batches (after one untimed batch), of
     the uncompiled module, which is also what the engine evaluates with ``train.compile``."""
-    from dferbench.engine import autocast
+    from dferbench.run.engine import autocast
 
     if not settings.eval_steps:
         return 0.0
@@ -440,7 +440,7 @@ def write_synthetic_frames(root: str | os.PathLike[str], num_clips: int, render_
     dataset with its records pointing at the folders and a frame-folder reader."""
     from dferbench.data.readers import FrameFolderReader
     from dferbench.data.records import DFERDataset
-    from dferbench.data.synthetic import make_synthetic_dataset
+    from dferbench_plugins.synthetic.render import make_synthetic_dataset
 
     ds = make_synthetic_dataset(num_classes=7, num_clips=num_clips, image_size=render_size)
     root = Path(root)
@@ -499,9 +499,9 @@ def compare_training(settings: CompareSettings | None = None, *, root: str | os.
     precision, the optimiser kernel and the pixel arithmetic of the pipelines.
     """
     from dferbench.data.loader import ClipSet
-    from dferbench.engine import predict_module, train_module
-    from dferbench.method import Monitor
-    from dferbench.metrics import compute_metrics
+    from dferbench.run.engine import predict_module, train_module
+    from dferbench.plugin.method import Monitor
+    from dferbench.report.metrics import compute_metrics
 
     s = settings or CompareSettings()
     pretrained = resolve_pretrained(s.pretrained, s.clip_model)
@@ -583,7 +583,7 @@ def settings_dict(settings: Any) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------
-# Summaries of saved reports (``python -m dferbench.bench_train summarize REPORT.json ...``)
+# Summaries of saved reports (``python -m dferbench.tools.bench_train summarize REPORT.json ...``)
 
 
 def summarize_reports(reports: list[dict[str, Any]]) -> str:
@@ -621,7 +621,7 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
     import json
 
-    parser = argparse.ArgumentParser(prog="python -m dferbench.bench_train")
+    parser = argparse.ArgumentParser(prog="python -m dferbench.tools.bench_train")
     sub = parser.add_subparsers(dest="command", required=True)
     summarize = sub.add_parser("summarize", help="Markdown tables from `dferbench bench train --json` reports")
     summarize.add_argument("reports", nargs="+")

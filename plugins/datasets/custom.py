@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from dferbench.data.annotations import AnnotationError, AnnotationLine, Rebaser, read_split_file
-from dferbench.data.datasets import DFEW_CLASSES, MAFW_CLASSES, Layout, SplitFile
+from dferbench_plugins.datasets.annotations import AnnotationError, AnnotationLine, Rebaser, read_split_file
+from dferbench_plugins.datasets.layouts import DFEW_CLASSES, MAFW_CLASSES, Layout, SplitFile
 from dferbench.data.transforms import AUGMENTATIONS
 from dferbench.errors import DferbenchError
 

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from dferbench.data.annotations import resolve_records
+from dferbench_plugins.datasets.annotations import resolve_records
 from PIL import Image
 
 from dferbench.data.readers import (
@@ -110,8 +110,8 @@ def check_dataset(
     ``decode=False`` skips decoding (only listings and split files are checked).
     ``progress(done, total)`` is called as clips are decoded.
     """
-    from dferbench.data.custom import custom_layout
-    from dferbench.data.datasets import LAYOUTS
+    from dferbench_plugins.datasets.custom import custom_layout
+    from dferbench_plugins.datasets.layouts import LAYOUTS
 
     layouts = dict(LAYOUTS, custom=custom_layout)
     report = CheckReport(dataset_name, str(options.get("root") or options.get("file") or ""))

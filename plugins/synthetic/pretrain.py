@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dferbench.models.clip import SYNTHETIC_WEIGHTS
+from dferbench_plugins.synthetic import SYNTHETIC_WEIGHTS
 
 __all__ = [
     "PRETRAIN_SEED_BASE",
@@ -100,7 +100,7 @@ def batch_specs(gen_seed: int, step: int, batch_size: int, n_identities: int,
     Two frames of one clip share identity, pose and lighting and differ in expression:
     hard negatives that teach the expression, and they halve the rendering cost.
     """
-    from dferbench.data.synthetic import MAFW_CLASSES
+    from dferbench_plugins.synthetic.render import MAFW_CLASSES
 
     if batch_size % frames_per_clip:
         raise ValueError(f"batch_size {batch_size} is not a multiple of frames_per_clip {frames_per_clip}")
@@ -135,8 +135,8 @@ class _PairBatches(torch.utils.data.Dataset):
         return self.steps
 
     def __getitem__(self, step: int) -> tuple[torch.Tensor, list[str], torch.Tensor]:
-        from dferbench.data.captions import ACTIVE, caption
-        from dferbench.data.synthetic import AU_KEYS, apex_frame, clip_params, frame_state, render_frames
+        from dferbench_plugins.synthetic.captions import ACTIVE, caption
+        from dferbench_plugins.synthetic.render import AU_KEYS, apex_frame, clip_params, frame_state, render_frames
 
         rng = np.random.default_rng([self.gen_seed, _STREAM_CAPTION, step])
         frames, texts, targets = [], [], []
@@ -184,8 +184,8 @@ def heldout_set(seed: int, image_size: int, clips_per_class: int = 16, frames_pe
     Returns ``images [N*F,3,S,S]``, ``labels [N]``, ``apex [N]`` (frame position of each
     clip's apex among its ``F`` frames) and one ``(frame position, caption)`` per clip.
     """
-    from dferbench.data.captions import caption
-    from dferbench.data.synthetic import MAFW_CLASSES, apex_frame, clip_params, frame_state, render_frames
+    from dferbench_plugins.synthetic.captions import caption
+    from dferbench_plugins.synthetic.render import MAFW_CLASSES, apex_frame, clip_params, frame_state, render_frames
 
     _, gen_seed = pretrain_generator_seeds(seed)
     r = np.random.default_rng([gen_seed, _STREAM_EVAL])
@@ -215,7 +215,7 @@ def _descriptor_table() -> dict[str, str]:
 
 
 def _zero_shot_uar(feats: torch.Tensor, labels: np.ndarray, class_feats: torch.Tensor, classes: Sequence[int]) -> float:
-    from dferbench.metrics import uar
+    from dferbench.report.metrics import uar
 
     keep = np.isin(labels, classes)
     scores = feats[torch.from_numpy(keep)] @ class_feats.T
@@ -228,7 +228,7 @@ def evaluate(model: nn.Module, tokenizer: Any, heldout: dict[str, Any], batch: i
     """Zero-shot UAR (7 DFEW classes and 11 MAFW classes; descriptors and class names;
     clip = mean of the clip's frame embeddings, apex = its apex frame only) and
     image-to-caption top-1 retrieval among groups of 50, on a ``heldout_set``."""
-    from dferbench.data.synthetic import DFEW_CLASSES, MAFW_CLASSES
+    from dferbench_plugins.synthetic.render import DFEW_CLASSES, MAFW_CLASSES
 
     was_training = model.training
     model.eval()
@@ -308,7 +308,7 @@ def _lr_factor(step: int, warmup: int, steps: int) -> float:
 
 
 def _rebuild_command(out_path: Path, args: dict[str, Any], defaults: dict[str, Any]) -> str:
-    parts = ["python -m dferbench.pretrain", f"--out {out_path}"]
+    parts = ["python -m dferbench_plugins.synthetic.pretrain", f"--out {out_path}"]
     for key, value in args.items():
         if key == "steps" or value != defaults.get(key):
             parts.append(f"--{key.replace('_', '-')} {value}")
@@ -388,7 +388,7 @@ def _train(out_path: Path, json_path: Path, csv_path: Path, args: dict[str, Any]
            report: Callable[[dict[str, Any]], None], log_every: int) -> dict[str, Any]:
     import open_clip
 
-    from dferbench.data.synthetic import AU_KEYS
+    from dferbench_plugins.synthetic.render import AU_KEYS
     from dferbench.models.clip import clip_input_size, create_clip
 
     a = argparse.Namespace(**args)
@@ -511,8 +511,8 @@ def _metrics_with(model: nn.Module, state: dict[str, torch.Tensor], dtype: torch
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """``python -m dferbench.pretrain --steps N --out PATH [...]``."""
-    p = argparse.ArgumentParser(prog="python -m dferbench.pretrain", description=__doc__.split("\n\n")[0])
+    """``python -m dferbench_plugins.synthetic.pretrain --steps N --out PATH [...]``."""
+    p = argparse.ArgumentParser(prog="python -m dferbench_plugins.synthetic.pretrain", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=SHIPPED_WEIGHTS, help="weights file to write (.safetensors)")
     p.add_argument("--steps", type=int, required=True)
     for key, value in _DEFAULTS.items():

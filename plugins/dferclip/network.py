@@ -22,10 +22,10 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from .clip import default_tokenizer
-from .precision import full_precision
-from .prompt_learner import PromptLearner, TextEncoder
-from .temporal import build_temporal_model
+from dferbench.models.clip import default_tokenizer
+from dferbench.models.precision import full_precision
+from dferbench.models.prompt_learner import PromptLearner, TextEncoder
+from dferbench.models.temporal import build_temporal_model
 
 __all__ = ["DFERCLIP", "build_optimizer"]
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from dferbench import hookimpl
-
 OPTIONS = {
     "clip_model": "ViT-B-32-quickgelu",
     "pretrained": "openai",
@@ -66,7 +64,7 @@ class ZeroShotCLIP:
 
 class ZeroShotFaRL(ZeroShotCLIP):
     def load(self, options: dict[str, Any], device: str):
-        from dferbench.models.farl import load_farl
+        from dferbench_plugins.baselines.farl import load_farl
 
         model, tokenizer, self.load_report = load_farl(options["pretrained"], options["clip_model"], device=device)
         return model, tokenizer
@@ -75,8 +73,8 @@ class ZeroShotFaRL(ZeroShotCLIP):
         return {"farl_weights": self.load_report}
 
 
-@hookimpl
-def dferbench_register_models(register):
+def register_zeroshot(register) -> None:
+    """Register zero-shot CLIP and zero-shot FaRL (called by the baselines plugin's hook)."""
     register("zeroshot-clip", ZeroShotCLIP, options=OPTIONS, presets=PRESETS, family="text-based", temporal=False,
              description="Zero-shot CLIP: mean frame feature vs. a text classifier (100 x cosine)")
     register("zeroshot-farl", ZeroShotFaRL, options=FARL_OPTIONS, presets=FARL_PRESETS, family="text-based",

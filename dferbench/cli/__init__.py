@@ -23,7 +23,28 @@ def _ints(text: str | None) -> list[int] | None:
 
 
 class _Group(click.Group):
-    """Turns DferbenchError into one clear line and exit status 2."""
+    """Adds the commands plugins register; turns DferbenchError into one clear line and exit status 2."""
+
+    _plugin_commands: dict[str, click.Command] | None = None
+
+    def plugin_commands(self) -> dict[str, click.Command]:
+        if self._plugin_commands is None:
+            from dferbench.plugin import manager
+
+            found = {}
+            for command in manager.commands():
+                if command.name in self.commands or command.name in found:
+                    click.echo(f"warning: a plugin's command {command.name!r} clashes with another; ignored", err=True)
+                    continue
+                found[command.name] = command
+            self._plugin_commands = found
+        return self._plugin_commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.plugin_commands()))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return super().get_command(ctx, name) or self.plugin_commands().get(name)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -69,11 +90,12 @@ def run(model, dataset, config_file, overrides, folds, seeds, output, device, re
     Settings come from the model's preset for the dataset, then --config, then --set.
     Example: dferbench run -m dferclip -d synthetic --folds 1 --set train.epochs=2
     """
-    from dferbench import api, leaderboard
+    from dferbench import api
+    from dferbench.report import leaderboard
 
     api.run(model, dataset, config=config_file, overrides=overrides, folds=_ints(folds), seeds=_ints(seeds),
             output=output, device=device, skip_existing=not rerun, echo=lambda m: click.echo(m, err=True))
-    from dferbench.distributed import is_main_process
+    from dferbench.run.distributed import is_main_process
 
     if show and is_main_process():  # under torchrun only rank 0 prints
         click.echo(leaderboard.render(dataset, Path(output))[0])
@@ -160,7 +182,7 @@ def bench_data(clips, workers, augmentation, root) -> None:
     """Clips/s of the training data pipeline: straightforward per-frame PIL vs fast vs packed."""
     from tabulate import tabulate
 
-    from dferbench.bench_data import benchmark_loading
+    from dferbench.tools.bench_data import benchmark_loading
 
     rows = benchmark_loading(root, clips, workers, augmentation=augmentation)
     click.echo(tabulate(rows, headers="keys", tablefmt="pipe"))
@@ -175,7 +197,7 @@ def bench_cache(model, dataset, folds, overrides) -> None:
     """Wall time of several prompt variants x folds without, then with, the frozen-feature cache."""
     from tabulate import tabulate
 
-    from dferbench.bench_cache import benchmark_cache
+    from dferbench.tools.bench_cache import benchmark_cache
 
     rows = benchmark_cache(model=model, dataset=dataset, folds=_ints(folds), overrides=list(overrides))
     click.echo(tabulate(rows, headers="keys", tablefmt="pipe"))
@@ -190,7 +212,7 @@ def bench_coop_memory(clip_model, device, precision, batch_sizes) -> None:
     """Memory and step time of one CoOp and one Co-CoOp training step, side by side."""
     from tabulate import tabulate
 
-    from dferbench.bench_coop import coop_memory
+    from dferbench.tools.bench_coop import coop_memory
 
     rows = coop_memory(clip_model=clip_model, batch_sizes=_ints(batch_sizes), device=device, precision=precision)
     click.echo(tabulate(rows, headers="keys", tablefmt="pipe"))
@@ -235,8 +257,8 @@ def bench_train(model, device, batch_size, frames, steps, warmup, workers, prefe
     """
     import json
 
-    from dferbench import bench_train as bt
-    from dferbench.engine import resolve_device
+    from dferbench.tools import bench_train as bt
+    from dferbench.run.engine import resolve_device
 
     device = resolve_device(device)
     settings = bt.defaults(device)
@@ -320,7 +342,7 @@ def sweep(models, datasets, folds, seeds, config_file, overrides, output, device
     """
     from tabulate import tabulate
 
-    from dferbench import sweep as sw
+    from dferbench.run import sweep as sw
 
     options = {}
     on_cpu = device == "cpu"
@@ -351,28 +373,12 @@ def sweep(models, datasets, folds, seeds, config_file, overrides, output, device
         sys.exit(1)
 
 
-@cli.command(name="pretrain-clip", context_settings={"ignore_unknown_options": True, "help_option_names": []})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def pretrain_clip(args) -> None:
-    """Rebuild the embedded face-domain tiny CLIP (dferbench-tiny, "dferbench-synthetic").
-
-    \b
-    Arguments are those of `python -m dferbench.pretrain` (pass --help to list them):
-      dferbench pretrain-clip --steps 1200 --batch-size 128 --out my-tiny-clip.safetensors
-    The shipped file's recipe, command and sha256 are in
-    dferbench/models/weights/dferbench-tiny-synthetic.json.
-    """
-    from dferbench import pretrain
-
-    pretrain.main(list(args))
-
-
 @cli.command(name="plugins")
 def plugins_cmd() -> None:
     """List loaded plugins, their versions and the hooks they implement."""
     from tabulate import tabulate
 
-    from dferbench import plugins
+    from dferbench.plugin import manager as plugins
 
     rows = [[p["name"], p["version"], ", ".join(p["hooks"])] for p in plugins.plugin_table()]
     click.echo(tabulate(rows, headers=["plugin", "version", "hooks"]))
@@ -386,7 +392,8 @@ def list_cmd(what) -> None:
     """List registered models, datasets, prompt text sets or suites with one-line descriptions."""
     from tabulate import tabulate
 
-    from dferbench import api, plugins
+    from dferbench import api
+    from dferbench.plugin import manager as plugins
 
     if what == "suites":
         click.echo(tabulate(sorted(api.suites().items()), headers=["name", "description"]))
@@ -394,25 +401,6 @@ def list_cmd(what) -> None:
     registry = {"models": plugins.models, "datasets": plugins.datasets, "prompts": plugins.prompts}[what]()
     rows = [[name, reg.plugin, reg.description] for name, reg in sorted(registry.items())]
     click.echo(tabulate(rows, headers=["name", "plugin", "description"]))
-
-
-@cli.command()
-@click.option("--classes", required=True, help="Comma-separated class names, e.g. happiness,sadness,anger.")
-@click.option("--endpoint", required=True, help="OpenAI-compatible API base URL, e.g. http://localhost:8000/v1.")
-@click.option("--model", "llm", required=True, help="Model name the endpoint serves.")
-@click.option("--output", "-o", default="descriptors.toml", show_default=True, type=click.Path(dir_okay=False),
-              help="Descriptor file to write; use it with --set model.text=file:PATH.")
-@click.option("--api-key", envvar="OPENAI_API_KEY", help="Bearer token (default: $OPENAI_API_KEY).")
-def describe(classes, endpoint, llm, output, api_key) -> None:
-    """Write one descriptor sentence per class by asking a language model, as the paper did."""
-    from dferbench import describe as d
-
-    names = [c.strip() for c in classes.split(",") if c.strip()]
-    found = d.describe(names, endpoint, llm, api_key=api_key)
-    d.write_descriptor_file(Path(output), found, endpoint=endpoint, model=llm)
-    for c, text in found.items():
-        click.echo(f"{c}: {text}")
-    click.echo(f"wrote {output}")
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ On CUDA it runs fast by default: bf16 autocast on GPUs that compute in bf16
 the device-side step of the next batches overlapped with the training step, no
 host-device synchronisation inside an epoch, and optionally ``torch.compile``. Under
 ``torchrun`` it trains with DistributedDataParallel and evaluates each test clip on
-exactly one rank (see :mod:`dferbench.distributed`). On the CPU the arithmetic is the
+exactly one rank (see :mod:`dferbench.run.distributed`). On the CPU the arithmetic is the
 plain fp32 loop, step for step.
 """
 
@@ -24,12 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dferbench import distributed as dist
+from dferbench.run import distributed as dist
 from dferbench.data.loader import ClipSet
 from dferbench.errors import DferbenchError
-from dferbench.method import Monitor, require_training_clips
-from dferbench.metrics import war as war_metric
-from dferbench.progress import progress
+from dferbench.plugin.method import Monitor, require_training_clips
+from dferbench.report.metrics import war as war_metric
+from dferbench.run.progress import progress
 
 PRECISIONS = ("auto", "bf16", "fp32")
 

@@ -1,4 +1,4 @@
-"""Render every command's ``--help`` into docs/cli.md (``python -m dferbench.clidoc``)."""
+"""Render every command's ``--help`` into docs/cli.md (``python -m dferbench.tools.clidoc``)."""
 
 from __future__ import annotations
 
@@ -9,18 +9,19 @@ import click
 
 from dferbench.cli import cli
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 
 
 def _walk(command: click.Command, path: list[str]):
     yield path, command
     if isinstance(command, click.Group):
-        for name in sorted(command.commands):
-            yield from _walk(command.commands[name], path + [name])
+        ctx = click.Context(command, info_name=" ".join(path))
+        for name in command.list_commands(ctx):  # plugin-registered commands too
+            yield from _walk(command.get_command(ctx, name), path + [name])
 
 
 def render() -> str:
-    parts = ["# Command-line reference", "", "Generated from `--help` by `python -m dferbench.clidoc`; "
+    parts = ["# Command-line reference", "", "Generated from `--help` by `python -m dferbench.tools.clidoc`; "
              "`tests/test_docs.py` fails when it is stale.", ""]
     for path, command in _walk(cli, ["dferbench"]):
         with click.Context(command, info_name=" ".join(path), terminal_width=100, max_content_width=100,

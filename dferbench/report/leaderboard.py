@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from dferbench.results import iter_results
+from dferbench.run.results import iter_results
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -11,13 +11,14 @@ duplicates, so a plugin never touches module-level registries.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 import pluggy
 
 if TYPE_CHECKING:
     from dferbench.data.records import DFERDataset
-    from dferbench.method import Method, ModelContext
+    from dferbench.plugin.method import Method, ModelContext
 
 hookspec = pluggy.HookspecMarker("dferbench")
 hookimpl = pluggy.HookimplMarker("dferbench")
@@ -62,6 +63,22 @@ class RegisterPrompts(Protocol):
     ) -> None: ...
 
 
+class RegisterClipModel(Protocol):
+    def __call__(
+        self,
+        name: str,
+        *,
+        config: str | Path | None = None,
+        weights: Mapping[str, str | Path] | None = None,
+        source: str = "",
+        description: str = "",
+    ) -> None: ...
+
+
+class RegisterCommands(Protocol):
+    def __call__(self, command: Any) -> None: ...
+
+
 @hookspec
 def dferbench_register_datasets(register: RegisterDataset) -> None:
     """Offer datasets. Runs once per process, the first time the dataset registry is read.
@@ -94,9 +111,9 @@ def dferbench_register_models(register: RegisterModel) -> None:
     - ``network`` (optional): ``network(class_texts, options, num_frames, device)`` returning
       the bare ``torch.nn.Module``, for ``dferbench.api.build_model``.
 
-    ``factory(ctx)`` receives a :class:`dferbench.method.ModelContext` (class names,
+    ``factory(ctx)`` receives a :class:`dferbench.plugin.method.ModelContext` (class names,
     effective config, device, seed, output directory) and returns a
-    :class:`dferbench.method.Method`, an object with ``fit(train, monitor)`` and
+    :class:`dferbench.plugin.method.Method`, an object with ``fit(train, monitor)`` and
     ``predict(clips)``.
     """
 
@@ -110,4 +127,28 @@ def dferbench_register_prompts(register: RegisterPrompts) -> None:
     sentences (one sentence for a single prompt; several form a template ensemble that
     zero-shot models average). Raise ``KeyError`` naming the class when the text set
     has nothing for one of them.
+    """
+
+
+@hookspec
+def dferbench_register_clip_models(register: RegisterClipModel) -> None:
+    """Offer CLIP architectures and weights that open_clip does not ship. Runs once per
+    process, the first time a CLIP model is built or listed.
+
+    Call ``register(name, config=..., weights=..., source=..., description=...)`` once per
+    architecture. ``config`` is an open_clip model-config JSON file (``embed_dim``,
+    ``vision_cfg``, ``text_cfg``) registered under ``name``; leave it None for an
+    architecture open_clip already knows. ``weights`` maps a pretrained tag to a local file
+    holding that architecture's state dict (``.safetensors``, or a torch file read without
+    unpickling code); a model then uses ``clip_model = name`` and ``pretrained = tag``.
+    ``source`` says how to obtain or rebuild a weights file that is missing.
+    """
+
+
+@hookspec
+def dferbench_register_commands(register: RegisterCommands) -> None:
+    """Offer extra ``dferbench`` subcommands. Runs once, when the command line starts.
+
+    Call ``register(command)`` with a ``click.Command`` (or group) per subcommand. Import
+    heavy libraries inside the command, so that ``dferbench --help`` stays fast.
     """

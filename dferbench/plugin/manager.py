@@ -1,7 +1,8 @@
 """The plugin manager: built-in and third-party plugins, loaded lazily and in isolation.
 
-Plugins come from the ``dferbench`` entry-point group; the built-ins are entry points
-of the dferbench distribution itself. Environment variables steer loading:
+The built-in plugins are listed by module path (:data:`DEFAULT_PLUGINS`) and registered
+first, without relying on installed entry-point metadata; third-party plugins come from
+the ``dferbench`` entry-point group. Environment variables steer loading:
 
 - ``DFERBENCH_DISABLE_PLUGINS=a,b`` skips the named entry points; the word
   ``third-party`` skips every plugin not shipped with dferbench.
@@ -12,6 +13,7 @@ of the dferbench distribution itself. Environment variables steer loading:
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import os
 import sys
@@ -21,11 +23,20 @@ from typing import Any, Callable, Mapping
 
 import pluggy
 
-from dferbench import hookspecs
+from dferbench.plugin import hookspecs
 from dferbench.errors import PluginError, unknown_name
 
 ENTRY_POINT_GROUP = "dferbench"
 BUILTIN_DISTRIBUTION = "dferbench"
+
+DEFAULT_PLUGINS = (
+    "dferbench_plugins.synthetic",
+    "dferbench_plugins.datasets",
+    "dferbench_plugins.textsets",
+    "dferbench_plugins.dferclip",
+    "dferbench_plugins.baselines",
+)
+"""The built-in plugins, registered under their last name component (``synthetic``...)."""
 
 pm = pluggy.PluginManager("dferbench")
 pm.add_hookspecs(hookspecs)
@@ -50,6 +61,15 @@ def load_plugins() -> None:
         return
     _loaded = True
     disabled = _disabled()
+    from dferbench import __version__
+
+    for module_name in DEFAULT_PLUGINS:
+        name = module_name.rsplit(".", 1)[1]
+        if name in disabled or pm.has_plugin(name):
+            continue
+        pm.register(importlib.import_module(module_name), name=name)
+        plugin_versions[name] = __version__
+    pm.check_pending()
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist.name if ep.dist else "unknown"
         if ep.name in disabled or ("third-party" in disabled and dist != BUILTIN_DISTRIBUTION):
@@ -99,7 +119,7 @@ def _collect(kind: str, hook: Callable[..., Any]) -> dict[str, Registered]:
     found: dict[str, Registered] = {}
     for impl in hook.get_hookimpls():  # registration order: built-ins first
 
-        def register(name: str, target: Callable[..., Any], *, description: str = "",
+        def register(name: str, target: Any = None, *, description: str = "",
                      options: Mapping[str, Any] | None = None, **extra: Any) -> None:
             if not name or name != name.strip() or " " in name:
                 raise PluginError(f"plugin {impl.plugin_name!r} registered an invalid {kind} name {name!r}")
@@ -131,6 +151,18 @@ def models() -> dict[str, Registered]:
 
 def prompts() -> dict[str, Registered]:
     return _collect("text set", pm.hook.dferbench_register_prompts)
+
+
+def clip_models() -> dict[str, Registered]:
+    return _collect("CLIP model", pm.hook.dferbench_register_clip_models)
+
+
+def commands() -> list[Any]:
+    """The click commands plugins offer, in registration order."""
+    load_plugins()
+    found: list[Any] = []
+    pm.hook.dferbench_register_commands(register=found.append)
+    return found
 
 
 def get(kind: str, name: str) -> Registered:

@@ -4,7 +4,7 @@ Each dataset is read in two steps. A *layout* function finds and parses the spli
 (no disk access beyond them; bad lines are collected, not raised), and
 :func:`build_dataset` turns a layout into a :class:`DFERDataset`: it resolves every clip
 on disk, counts its frames there, and decides what is fatal. ``check_dataset``
-(``dferbench.data.checks``) reuses the layouts to report everything at once.
+(``dferbench_plugins.datasets.checks``) reuses the layouts to report everything at once.
 
 Frame counts: records carry the number of frames on disk, which is what the sampler
 indexes into; annotation counts that disagree are counted in ``notes``.
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from dferbench.data.annotations import (
+from dferbench_plugins.datasets.annotations import (
     AnnotationError,
     AnnotationLine,
     ClipIssue,
@@ -455,8 +455,8 @@ def build_mafw(options: Mapping[str, Any]) -> DFERDataset:
 
 
 def build_custom(options: Mapping[str, Any]) -> DFERDataset:
-    """A dataset described by a CSV or TOML file (see ``dferbench.data.custom``)."""
-    from dferbench.data.custom import custom_layout
+    """A dataset described by a CSV or TOML file (see ``dferbench_plugins.datasets.custom``)."""
+    from dferbench_plugins.datasets.custom import custom_layout
 
     layout = custom_layout(options)
     order = str(options.get("frame_order") or "natural")

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import torch
 
-from dferbench.data.synthetic import DFEW_CLASSES
+from dferbench_plugins.synthetic.render import DFEW_CLASSES
 
 
 def coop_memory(*, clip_model: str = "ViT-B-32-quickgelu", batch_sizes: Sequence[int] = (1, 8, 32),
@@ -25,9 +25,9 @@ def coop_memory(*, clip_model: str = "ViT-B-32-quickgelu", batch_sizes: Sequence
     activation MiB, CUDA peak MiB above the weights (None on the CPU), median step ms."""
     import torch.nn.functional as F
 
-    from dferbench.engine import autocast
+    from dferbench.run.engine import autocast
     from dferbench.models.clip import create_clip
-    from dferbench.models.coop import CoCoOp, CoOp, saved_activation_bytes
+    from dferbench_plugins.baselines.coop import CoCoOp, CoOp, saved_activation_bytes
 
     clip, tokenizer = create_clip(clip_model, None, device=device)
     texts = [f"{c}." for c in DFEW_CLASSES]

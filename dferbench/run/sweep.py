@@ -2,7 +2,7 @@
 a SLURM cluster or a Ray cluster.
 
 Each unit is exactly what ``dferbench run --model M --dataset D --folds F --seeds S`` does
-(:func:`run_unit` calls :func:`dferbench.runner.run_plan` with one fold and one seed), so
+(:func:`run_unit` calls :func:`dferbench.run.runner.run_plan` with one fold and one seed), so
 it writes its own result file in the usual place: resume (units whose result exists with
 the same config hash are skipped before anything is submitted) and ``dferbench
 leaderboard`` work the same whatever ran the units.
@@ -90,8 +90,10 @@ def plan_sweep(models: list[str], datasets: list[str], *, folds: list[int] | Non
     Model names may be ``all`` or ``suite:NAME`` (expanded per dataset). Folds default to
     every fold of each dataset, seeds to each model's preset.
     """
-    from dferbench import api, plugins, runner
-    from dferbench.results import UnitKey, load_result
+    from dferbench import api
+    from dferbench.plugin import manager as plugins
+    from dferbench.run import runner
+    from dferbench.run.results import UnitKey, load_result
 
     # Absolute: a Ray worker or a compute node resolves relative paths in its own directory.
     output = Path(output).resolve()
@@ -130,7 +132,7 @@ def plan_sweep(models: list[str], datasets: list[str], *, folds: list[int] | Non
 
 def run_unit(unit: Unit) -> dict[str, Any]:
     """Run one unit in this process, as ``dferbench run`` would; a short summary back."""
-    from dferbench import runner
+    from dferbench.run import runner
 
     start = time.perf_counter()
     plan = runner.plan(unit.model, unit.dataset, config_file=unit.config, overrides=list(unit.overrides),
@@ -230,7 +232,7 @@ def record_in_flight(log_dir: Path, jobs: dict[str, str]) -> None:
     """Remember which SLURM job runs which unit, for the next sweep of the same units."""
     import json
 
-    from dferbench.results import write_atomic
+    from dferbench.run.results import write_atomic
 
     path = log_dir / "jobs.json"
     known = json.loads(path.read_text()) if path.is_file() else {}

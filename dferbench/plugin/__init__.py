@@ -1,0 +1,1 @@
+"""The plugin contract (hookspecs, the model method protocol) and the plugin manager."""

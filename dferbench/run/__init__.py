@@ -1,0 +1,1 @@
+"""Running units: configuration, the runner and training engine, result files, scale-out."""

@@ -82,11 +82,16 @@ def _fmt(value: Any) -> Cell:
     return Cell(f"[{low.text}, {high.text}]", low.sort)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+
+
+def _is_interval(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_number(v) for v in value)
+
+
 def _cellable(value: Any) -> bool:
-    if value is None or isinstance(value, (bool, int, float, str, np.generic)):
-        return True
-    return isinstance(value, (list, tuple)) and len(value) == 2 and all(
-        isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str, np.generic)) or _is_interval(value)
 
 
 def columns(rows: list[dict[str, Any]]) -> list[Column]:
@@ -94,8 +99,7 @@ def columns(rows: list[dict[str, Any]]) -> list[Column]:
     extra = sorted({k for r in rows for k in r if k not in SHOWN and not k.startswith("_")},
                    key=lambda k: (list(STATS).index(k) if k in STATS else len(STATS), k))
     extra = [k for k in extra if all(_cellable(r.get(k)) for r in rows)]
-    numeric = {k for k in extra if any(isinstance(r.get(k), (int, float, list, tuple, np.number))
-                                       and not isinstance(r.get(k), bool) for r in rows)}
+    numeric = {k for k in extra if any(_is_number(r.get(k)) or _is_interval(r.get(k)) for r in rows)}
     return [Column("rank", "#", True), Column("method", "method"), Column("family", "family"),
             Column("temporal", "temporal model"), Column("uar", "UAR", True), Column("war", "WAR", True),
             *[Column(k, STATS.get(k, k.replace("_", " ")), k in numeric) for k in extra],
@@ -120,8 +124,6 @@ def _reported_cells(entry: Mapping[str, Any]) -> dict[str, Cell]:
     cells = {k: _fmt(v) for k, v in entry.items() if _cellable(v)}
     cells.update(rank=Cell("-"), method=Cell(entry["method"], entry["method"], note=entry.get("source", "")),
                  uar=_fmt(float(entry["uar"])), war=_fmt(float(entry["war"])))
-    if "temporal" in entry:
-        cells["temporal"] = _fmt(bool(entry["temporal"]))
     return cells
 
 
@@ -215,17 +217,12 @@ class Site:
             table.append({"cells": cells, "source": "reproduced"})
             self._row_page(dataset, row, names[id(row)], cells)
         reported = [{"cells": _reported_cells(e), "source": "reported"} for e in published_rows(dataset)]
-        cols = columns(rows)
-        filters = []
-        for key, label in FILTERS.items():
-            values = sorted({r["source"] if key == "source" else _filter_value(r["cells"], key)
-                             for r in table + reported} - {""})
-            if values:
-                filters.append({"key": key, "label": label, "options": values})
         for r in table + reported:
             r["filters"] = {k: r["source"] if k == "source" else _filter_value(r["cells"], k) for k in FILTERS}
+        filters = [{"key": key, "label": label, "options": options} for key, label in FILTERS.items()
+                   if (options := sorted({r["filters"][key] for r in table + reported} - {""}))]
         section = {"name": dataset, "anchor": _anchor(dataset), "href": href + "index.html",
-                   "columns": cols, "rows": table, "reported": reported, "filters": filters,
+                   "columns": columns(rows), "rows": table, "reported": reported, "filters": filters,
                    "n_units": len(units), "classes": units[0]["classes"] if units else []}
         self._dataset_page(dataset, units, rows, names)
         return section

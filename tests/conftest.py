@@ -114,11 +114,15 @@ def browser_missing() -> str:
     return "no " + " and no ".join(missing) if missing else ""
 
 
-def _deselect(config, items, marker: str) -> None:
+BROWSER_DESELECTED = pytest.StashKey[int]()
+
+
+def _deselect(config, items, marker: str) -> int:
     chosen = [item for item in items if item.get_closest_marker(marker)]
     if chosen:
         items[:] = [item for item in items if not item.get_closest_marker(marker)]
         config.hook.pytest_deselected(items=chosen)
+    return len(chosen)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -128,7 +132,7 @@ def pytest_collection_modifyitems(config, items):
     if not torch.cuda.is_available():
         _deselect(config, items, "cuda")
     if browser_missing() and not os.environ.get("CI"):
-        _deselect(config, items, "browser")
+        config.stash[BROWSER_DESELECTED] = _deselect(config, items, "browser")
 
 
 def pytest_report_header(config):
@@ -140,6 +144,13 @@ def pytest_report_header(config):
                              f"FAIL under CI ({why}): {BROWSER_HELP}" if os.environ.get("CI") else
                              f"deselected ({why}): {BROWSER_HELP}"),
     ]
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """Say why browser tests were deselected at the end too, where -q hides the header."""
+    if config.stash.get(BROWSER_DESELECTED, 0):
+        terminalreporter.write_line(f"{config.stash[BROWSER_DESELECTED]} browser tests deselected "
+                                    f"({browser_missing()}): {BROWSER_HELP}", yellow=True)
 
 
 @pytest.fixture(scope="session")

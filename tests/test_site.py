@@ -14,8 +14,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from dferbench.errors import DferbenchError
-from dferbench.report.site import build
-from dferbench.report.site import build_site, render_site, site
+from dferbench.report.site import build, build_site, render_site, site
 from dferbench.results import UnitKey
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,9 +25,9 @@ CLASSES = ["a", "b", "c"]
 def write_unit(root, run_name, fold, seed, uar, war, *, dataset="dfew", selection="last_epoch", history=True,
                under=""):
     """A unit result as the runner writes it (in a subfolder ``under`` of the dataset's), with its predictions."""
-    path = UnitKey(run_name, dataset, fold, seed, selection).path(root / dataset / under if under else root)
+    path = UnitKey(run_name, dataset, fold, seed, selection).path(root)
     if under:
-        path = root / dataset / under / path.relative_to(root / dataset / under / dataset)
+        path = root / dataset / under / path.relative_to(root / dataset)
     path.parent.mkdir(parents=True, exist_ok=True)
     result = {
         "schema": 1, "run_name": run_name, "model": run_name.split("[")[0], "variant": "", "dataset": dataset,
@@ -37,7 +36,8 @@ def write_unit(root, run_name, fold, seed, uar, war, *, dataset="dfew", selectio
         "selection": selection, "num_frames": 16, "image_size": 224, "normalize": "clip", "family": "text-based",
         "temporal": True, "config_hash": "h" + run_name, "config": {"model": {"lr": 0.01}, "train": {"epochs": 2}},
         "fit": {"epochs": 2, "selected_epoch": 2}, "history": [
-            {"epoch": 1, "train_loss": 2.0 + fold, "test_war": war - 5}, {"epoch": 2, "train_loss": 1.0, "test_war": war},
+            {"epoch": 1, "train_loss": 2.0 + fold, "test_war": war - 5},
+            {"epoch": 2, "train_loss": 1.0, "test_war": war},
         ] if history else [],
         "versions": {"python": "3.11.7", "dferbench": "0.1.0"}, "git_commit": "abc123", "device": "cpu",
         "precision": "fp32", "wall_seconds": 12.5 + fold,
@@ -184,7 +184,7 @@ def test_row_page_shows_units_recall_confusion_curves_config_and_provenance(resu
     assert re.findall(r"<td style=\"[^\"]*\">(\d+)<span", confusion) == ["6", "2", "0", "2", "4", "2", "0", "0", "11"]
     assert "67<span" not in confusion and '<span class="pct">75%</span>' in confusion  # 6 of 8 in row a
     assert page.count("<svg viewBox") == 2 and "training loss per epoch" in page and "test WAR (%) per epoch" in page
-    assert "&#34;lr&#34;: 0.01" in page or '"lr": 0.01' in page
+    assert "&#34;lr&#34;: 0.01" in page  # the config, escaped like every value
     assert "abc123" in page and "python 3.11.7 · dferbench 0.1.0" in page
 
 

@@ -246,30 +246,14 @@ class Site:
         for u in units:
             json_href, csv_href = self._copy_unit(dataset, u)
             fit = u.get("fit") or {}
-            epochs = f"{fit['selected_epoch']} of {fit['epochs']}" if "selected_epoch" in fit and "epochs" in fit else "-"
-            unit_rows.append({"fold": u["fold"], "seed": u["seed"], "uar": f"{u['uar']:.2f}", "war": f"{u['war']:.2f}",
+            epochs = f"{fit['selected_epoch']} of {fit['epochs']}" if {"selected_epoch", "epochs"} <= set(fit) else "-"
+            unit_rows.append({"fold": u["fold"], "seed": u["seed"], "uar": f"{u['uar']:.2f}",
+                              "war": f"{u['war']:.2f}",
                               "n_train": _text(u.get("n_train")), "n_test": _text(u.get("n_test")), "epoch": epochs,
                               "precision": _text(u.get("precision")), "device": _text(u.get("device")),
                               "wall": f"{u['wall_seconds']:.1f}" if u.get("wall_seconds") is not None else "-",
                               "json": json_href, "csv": csv_href})
         classes = list(row["classes"])
-        recall = []
-        for i, cls in enumerate(classes):
-            per_unit = [u["per_class_recall"][i] if u.get("per_class_recall") else None for u in units]
-            recall.append({"name": cls, "mean": _mean_std([v for v in per_unit if v is not None]),
-                           "units": ["-" if v is None else f"{v:.1f}" for v in per_unit]})
-        has_recall = any(u.get("per_class_recall") for u in units)
-        curves = []
-        keys = sorted({k for u in units for h in u.get("history") or [] for k, v in h.items()
-                       if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)},
-                      key=lambda k: (k != "train_loss", k))
-        for key in keys:
-            series = [(_unit_label(u), [(h["epoch"], float(h[key])) for h in u.get("history") or []
-                                        if key in h and "epoch" in h]) for u in units]
-            series = [(label, points) for label, points in series if points]
-            if series:
-                label = {"train_loss": "training loss", "test_war": "test WAR (%)"}.get(key, key.replace("_", " "))
-                curves.append(line_chart(f"{label} per epoch, one line per unit", label, series))
         provenance = [(label, [(unit, _display(v)) for unit, v in _agreed(units, key)]) for key, label in (
             ("git_commit", "git commit"), ("device", "device"), ("precision", "precision"),
             ("data_pipeline", "data pipeline"), ("world_size", "processes"), ("versions", "versions"),
@@ -277,20 +261,11 @@ class Site:
             ("finished_at", "finished at")) if any(key in u for u in units)]
         summary = [(c.label, cells[c.key]) for c in columns([row]) if c.key not in ("rank", "method")]
         self._page(f"{dataset}/{name}", "row.html", root="../", title=f"{row['run_name']} on {dataset}",
-                   dataset=dataset, anchor=_anchor(dataset), row=row, summary=summary, units=unit_rows, classes=classes, recall=recall,
-                   has_recall=has_recall, confusion=self._confusion(row), curves=curves,
-                   configs=_agreed(units, "config"), provenance=provenance, text=_text)
-
-    @staticmethod
-    def _confusion(row: dict[str, Any]) -> list[dict[str, Any]]:
-        cm = np.asarray(row["confusion"], dtype=np.int64)
-        lines = []
-        for cls, counts in zip(row["classes"], cm):
-            total = int(counts.sum())
-            lines.append({"name": cls, "total": total, "cells": [
-                {"count": int(c), "pct": f"{100 * c / total:.0f}" if total else "-",
-                 "style": heat_style(c / total if total else 0.0)} for c in counts]})
-        return lines
+                   dataset=dataset, anchor=_anchor(dataset), row=row, summary=summary, units=unit_rows,
+                   classes=classes, recall=_recall(units, classes),
+                   has_recall=any(u.get("per_class_recall") for u in units),
+                   confusion=_confusion(row), curves=_curves(units), configs=_agreed(units, "config"),
+                   provenance=provenance, text=_text)
 
     def _dataset_page(self, dataset: str, units: list[dict[str, Any]], rows: list[dict[str, Any]],
                       names: dict[int, str]) -> None:
@@ -301,17 +276,53 @@ class Site:
         folds = []
         for fold in sorted({u["fold"] for u in units}):
             of_fold = [u for u in units if u["fold"] == fold]
-            per_class = sorted({tuple(int(v) for v in np.asarray(u["confusion"]).sum(axis=1)) for u in of_fold})
+            per_class = [tuple(int(v) for v in np.asarray(u["confusion"]).sum(axis=1)) for u in of_fold]
             folds.append({"fold": fold, "n_train": _distinct(u.get("n_train") for u in of_fold),
                           "n_test": _distinct(u.get("n_test") for u in of_fold),
-                          "per_class": [" / ".join(str(c[i]) for c in per_class) for i in range(len(per_class[0]))],
+                          "per_class": [_distinct(counts) for counts in zip(*per_class)],
                           "units": len(of_fold)})
         notes = _agreed(units, "dataset_notes") if units else []
         self._page(f"{dataset}/index.html", "dataset.html", root="../", title=f"Dataset {dataset}", dataset=dataset,
-                   anchor=_anchor(dataset),
-                   class_lists=class_lists, folds=folds, notes=[n for n in notes if n[1]], text=_text,
+                   anchor=_anchor(dataset), class_lists=class_lists, folds=folds, notes=[n for n in notes if n[1]],
+                   text=_text,
                    rows=[{"name": r["run_name"], "selection": r["selection"], "uar": r["uar_text"],
                           "href": quote(names[id(r)])} for r in rows])
+
+
+def _recall(units: list[dict[str, Any]], classes: list[str]) -> list[dict[str, Any]]:
+    """Per class: recall as mean ± sample std over the units, then unit by unit ("-" where not recorded)."""
+    lines = []
+    for i, cls in enumerate(classes):
+        per_unit = [u["per_class_recall"][i] if u.get("per_class_recall") else None for u in units]
+        lines.append({"name": cls, "mean": _mean_std([v for v in per_unit if v is not None]),
+                      "units": ["-" if v is None else f"{v:.1f}" for v in per_unit]})
+    return lines
+
+
+def _confusion(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The row's summed confusion matrix as heat-map lines: counts, row shares and cell colours."""
+    lines = []
+    for cls, counts in zip(row["classes"], np.asarray(row["confusion"], dtype=np.int64)):
+        total = int(counts.sum())
+        lines.append({"name": cls, "total": total, "cells": [
+            {"count": int(c), "pct": f"{100 * c / total:.0f}" if total else "-",
+             "style": heat_style(c / total if total else 0.0)} for c in counts]})
+    return lines
+
+
+def _curves(units: list[dict[str, Any]]) -> list[str]:
+    """One SVG figure per numeric key of the per-epoch history (training loss first), a line per unit."""
+    keys = sorted({k for u in units for h in u.get("history") or [] for k, v in h.items()
+                   if k != "epoch" and _is_number(v)}, key=lambda k: (k != "train_loss", k))
+    figures = []
+    for key in keys:
+        series = [(_unit_label(u), [(h["epoch"], float(h[key])) for h in u.get("history") or []
+                                    if key in h and "epoch" in h]) for u in units]
+        series = [(name, points) for name, points in series if points]
+        if series:
+            label = {"train_loss": "training loss", "test_war": "test WAR (%)"}.get(key, key.replace("_", " "))
+            figures.append(line_chart(f"{label} per epoch, one line per unit", label, series))
+    return figures
 
 
 def _distinct(values: Iterable[Any]) -> str:

@@ -57,7 +57,8 @@ def line_chart(title: str, y_label: str, series: list[tuple[str, list[tuple[floa
         parts.append(f'<line class="grid" x1="{left}" x2="{left + plot_w}" y1="{py(t):.1f}" y2="{py(t):.1f}"/>')
         parts.append(f'<text class="tick" x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end">{_num(t)}</text>')
     for t in x_ticks:
-        parts.append(f'<text class="tick" x="{px(t):.1f}" y="{top + plot_h + 16}" text-anchor="middle">{_num(t)}</text>')
+        parts.append(f'<text class="tick" x="{px(t):.1f}" y="{top + plot_h + 16}" '
+                     f'text-anchor="middle">{_num(t)}</text>')
     parts.append(f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}"/>')
     parts.append(f'<line class="axis" x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}"/>')
     parts.append(f'<text class="label" x="{left + plot_w / 2:.1f}" y="{height - 4}" text-anchor="middle">epoch</text>')

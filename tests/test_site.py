@@ -237,3 +237,15 @@ def test_preview_server_listens_on_localhost_only(results, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_heat_map_text_meets_wcag_aa_contrast_on_every_shade():
+    from dferbench.report.site.charts import _luminance, heat_style
+
+    def rgb(hex_colour):
+        return tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+
+    for step in range(101):
+        background, text = (part.split(":")[1] for part in heat_style(step / 100).split(";"))
+        light, dark = sorted((_luminance(rgb(background)), _luminance(rgb(text))), reverse=True)
+        assert (light + 0.05) / (dark + 0.05) >= 4.5, (step, background, text)

@@ -146,6 +146,36 @@ def leaderboard_cmd(results, out, datasets, check) -> None:
         click.echo(f"wrote {p}")
 
 
+@cli.command(name="site")
+@click.option("--results", default="runs", show_default=True, type=click.Path(file_okay=False),
+              help="Directory of result files.")
+@click.option("--out", default="runs/site", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the site: a new or empty one, or an earlier site (replaced).")
+@click.option("--dataset", "datasets", multiple=True, help="Only these datasets (default: all with results).")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 if --out differs from a fresh build.")
+@click.option("--serve", is_flag=True, help="Then serve it on http://127.0.0.1:PORT/ until Ctrl-C.")
+@click.option("--port", default=8000, show_default=True, help="Port for --serve (bound to 127.0.0.1 only).")
+def site_cmd(results, out, datasets, check, serve, port) -> None:
+    """Build a static leaderboard site from result files only (works from file://).
+
+    \b
+    One table per dataset, sortable and filterable; a page per row with its folds, per-class
+    recall, confusion matrix, training curves, config and provenance.
+    Example: dferbench site --results results --out build/site && open build/site/index.html
+    """
+    from dferbench.report.site import site
+
+    paths = site(results, out, list(datasets) or None, check=check, serve=serve, port=port)
+    if check:
+        if paths:
+            click.echo(f"stale site, {len(paths)} files differ (rebuild with `dferbench site`): "
+                       + ", ".join(paths[:10]) + (" ..." if len(paths) > 10 else ""), err=True)
+            sys.exit(1)
+        click.echo("site is up to date")
+    elif not serve:
+        click.echo(f"wrote {len(paths)} files; open {Path(out) / 'index.html'}")
+
+
 @cli.command(name="check-data")
 @click.option("--dataset", "-d", required=True, help="dfew, ferv39k, mafw or custom.")
 @click.option("--root", type=click.Path(file_okay=False), help="The dataset's folder (same as --set data.root=...).")

@@ -1,0 +1,1 @@
+"""Reporting: metrics, statistics, leaderboards and the site, built from result files only."""

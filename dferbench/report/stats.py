@@ -160,10 +160,13 @@ class _Clips:
                 order = np.argsort(np.asarray(unit.clip_ids), kind="stable")
                 ids = np.asarray(unit.clip_ids)[order]
                 if len(ids) != len(ref) or not np.array_equal(ids, ref):
-                    odd = sorted(set(ids.tolist()) ^ set(ref.tolist()))
+                    here, there = set(ids.tolist()), set(ref.tolist())
+                    odd = [f"{c!r} only here" for c in sorted(here - there)[:1]]
+                    odd += [f"{c!r} only in the other" for c in sorted(there - here)[:1]]
                     raise DferbenchError(
                         f"{where} scores other test clips than {first_name} fold {fold} seed {first.seed} "
-                        f"({len(odd)} clips in one only, e.g. {odd[0]!r}): compare units of the same split")
+                        f"({len(here ^ there)} clips in one only, e.g. {', '.join(odd)}): "
+                        f"compare units of the same split")
             elif len(unit.y_true) != len(first.y_true):
                 raise DferbenchError(f"{where} has {len(unit.y_true)} test clips, {first_name} fold {fold} seed "
                                      f"{first.seed} has {len(first.y_true)}: compare units of the same split")

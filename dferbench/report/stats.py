@@ -19,6 +19,13 @@ another test sample of the same composition, not on retraining. With several see
 noise is averaged in the row's number but not resampled; :func:`variance_components` gives
 the spread over seeds separately. Intervals are bootstrap percentile intervals.
 
+How well they hold (simulated predictions with a known true UAR, tests/test_stats.py): a
+95% interval covered the truth in 94.4% (WAR: 94.8%) of 10,000 simulations of a 560-clip, 7-class test
+set whose smallest class has 30 clips. Classes of a few clips make it too narrow: about
+91-92% on 80-clip folds with classes of 2 and 6 clips (the synthetic benchmark's shape),
+because a class whose few clips are all right (or all wrong) resamples with no spread.
+The permutation test below is exact whatever the class sizes.
+
 How it is computed
 ------------------
 UAR, WAR, a per-class recall, a row's mean over units and the difference of two rows are
@@ -119,7 +126,7 @@ class _Clips:
 
     Columns run fold by fold (ascending) and, within a fold, by clip id (or in the units'
     order where they carry none). ``strata`` holds the columns of each (fold, class);
-    ``rows[name]`` the aligned ``(fold, seed, columns, correct)`` of each unit of a row.
+    ``rows[name]`` the aligned ``(columns, correct)`` of each unit of a row.
     """
 
     def __init__(self, rows: Mapping[str, Sequence[Unit]]):
@@ -133,14 +140,14 @@ class _Clips:
                     raise DferbenchError(f"{name}: two units for fold {unit.fold} seed {unit.seed}")
                 seen.add((unit.fold, unit.seed))
                 by_fold.setdefault(unit.fold, []).append((name, unit))
-        self.rows: dict[str, list[tuple[int, int, slice, np.ndarray]]] = {name: [] for name in rows}
+        self.rows: dict[str, list[tuple[slice, np.ndarray]]] = {name: [] for name in rows}
         labels, self.strata, start = [], [], 0
         for fold in sorted(by_fold):
             members = by_fold[fold]
             y, orders = self._align(fold, members)
             cols = slice(start, start + len(y))
             for (name, unit), order in zip(members, orders):
-                self.rows[name].append((unit.fold, unit.seed, cols, unit.y_pred[order] == y))
+                self.rows[name].append((cols, unit.y_pred[order] == y))
             labels.append(y)
             self.strata += [start + np.flatnonzero(y == c) for c in np.unique(y)]
             start += len(y)
@@ -185,7 +192,7 @@ class _Clips:
         """Per-clip contributions ``[N]`` whose sum is the row's metric (mean over its units)."""
         units = self.rows[name]
         out = np.zeros(self.n)
-        for _fold, _seed, cols, correct in units:
+        for cols, correct in units:
             y = self.labels[cols]
             if metric == "war":
                 weight = 100.0 / len(y)
@@ -201,7 +208,7 @@ class _Clips:
         units = self.rows[name]
         out = np.zeros((self.n, n_classes))
         having = np.zeros(n_classes)
-        for _fold, _seed, cols, correct in units:
+        for cols, correct in units:
             y = self.labels[cols]
             counts = np.bincount(y, minlength=n_classes)
             having += counts > 0
@@ -317,7 +324,8 @@ def paired_row_test(units_a: Sequence[Unit], units_b: Sequence[Unit], metric: st
     return PairedTest(
         a=float(a.sum()), b=float(b.sum()), difference=float((a - b).sum()), ci=(float(low), float(high)),
         p_value=_permutation_p(a - b, n_resamples, perm_rng), n_resamples=n_resamples,
-        method=f"paired permutation test ({n_resamples} random swaps of a/b per clip, two-sided); "
+        method=f"paired permutation test ({n_resamples} random swaps of a/b per test clip, all seeds of its fold "
+               f"together; two-sided); "
                f"{confidence:.0%} interval: stratified paired bootstrap, percentile")
 
 

@@ -20,8 +20,8 @@ noise is averaged in the row's number but not resampled; :func:`variance_compone
 the spread over seeds separately. Intervals are bootstrap percentile intervals.
 
 How well they hold (simulated predictions with a known true UAR, tests/test_stats.py): a
-95% interval covered the truth in 94.4% (WAR: 94.8%) of 10,000 simulations of a 560-clip, 7-class test
-set whose smallest class has 30 clips. Classes of a few clips make it too narrow: about
+95% interval covered the truth in 94.4% (WAR: 94.8%) of 10,000 simulations of a 560-clip,
+7-class test set whose smallest class has 30 clips. Classes of a few clips make it too narrow: about
 91-92% on 80-clip folds with classes of 2 and 6 clips (the synthetic benchmark's shape),
 because a class whose few clips are all right (or all wrong) resamples with no spread.
 The permutation test below is exact whatever the class sizes.

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from dferbench import metrics
+from dferbench.report import metrics
 from dferbench.errors import DferbenchError
 from dferbench.report import compare, stats
-from dferbench.results import UnitKey, predictions_csv, save_unit
+from dferbench.run.results import UnitKey, predictions_csv, save_unit
 
 # A 7-class test set with DFEW-like imbalance (560 clips) and each class's probability of
 # being classified correctly: the generating process's UAR is exactly 100 * mean(P).

@@ -176,6 +176,40 @@ def site_cmd(results, out, datasets, check, serve, port) -> None:
         click.echo(f"wrote {len(paths)} files; open {Path(out) / 'index.html'}")
 
 
+@cli.command(name="compare")
+@click.argument("a")
+@click.argument("b", required=False)
+@click.option("--dataset", "-d", required=True, help="Dataset whose rows are compared.")
+@click.option("--results", default="runs", show_default=True, type=click.Path(file_okay=False),
+              help="Directory of result files.")
+@click.option("--metric", type=click.Choice(["uar", "war"]), default="uar", show_default=True)
+@click.option("--against-all", is_flag=True, help="Compare A with every other row, Holm-corrected.")
+@click.option("--resamples", default=10000, show_default=True, help="Bootstrap resamples and permutations.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the resampling.")
+def compare_cmd(a, b, dataset, results, metric, against_all, resamples, seed) -> None:
+    """Is row A better than row B? Paired on the same test clips, fold by fold.
+
+    \b
+    Rows are leaderboard run names (`dferclip`, `dferclip[text=class-names]`, and
+    `NAME@best_on_test` for the paper's selection policy). Prints both scores with 95%
+    intervals (stratified bootstrap over test clips), the difference with its interval, a
+    paired permutation p-value and a per-fold table.
+    Examples:
+      dferbench compare dferclip finetune -d synthetic --results results
+      dferbench compare dferclip --against-all -d synthetic --results results --metric war
+    """
+    from dferbench.report import compare as cmp
+
+    if against_all == (b is not None):
+        raise click.UsageError("give either a second row B or --against-all")
+    if against_all:
+        click.echo(cmp.format_against_all(cmp.compare_against_all(Path(results), a, dataset, metric=metric,
+                                                                  n_resamples=resamples, seed=seed)))
+    else:
+        click.echo(cmp.format_comparison(cmp.compare(Path(results), a, b, dataset, metric=metric,
+                                                     n_resamples=resamples, seed=seed)))
+
+
 @cli.command(name="check-data")
 @click.option("--dataset", "-d", required=True, help="dfew, ferv39k, mafw or custom.")
 @click.option("--root", type=click.Path(file_okay=False), help="The dataset's folder (same as --set data.root=...).")
@@ -215,6 +249,20 @@ def bench_data(clips, workers, augmentation, root) -> None:
     from dferbench.tools.bench_data import benchmark_loading
 
     rows = benchmark_loading(root, clips, workers, augmentation=augmentation)
+    click.echo(tabulate(rows, headers="keys", tablefmt="pipe"))
+
+
+@bench.command(name="stats")
+@click.option("--clips", default=10000, show_default=True, help="Simulated test clips.")
+@click.option("--resamples", default=1000, show_default=True)
+@click.option("--classes", default=7, show_default=True)
+def bench_stats(clips, resamples, classes) -> None:
+    """Seconds of one bootstrap interval and one paired test on one thread."""
+    from tabulate import tabulate
+
+    from dferbench.tools.bench_stats import benchmark_stats
+
+    rows = benchmark_stats(n_clips=clips, n_resamples=resamples, n_classes=classes)
     click.echo(tabulate(rows, headers="keys", tablefmt="pipe"))
 
 

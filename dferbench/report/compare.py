@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from dferbench import metrics
+from dferbench.report import metrics
 from dferbench.errors import DferbenchError, unknown_name
 from dferbench.report import stats
-from dferbench.results import iter_results
+from dferbench.run.results import iter_results
 
 
 def row_name(run_name: str, selection: str = "last_epoch") -> str:

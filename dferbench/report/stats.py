@@ -44,7 +44,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from dferbench import metrics
+from dferbench.report import metrics
 from dferbench.errors import DferbenchError, unknown_name
 
 METRICS = ("uar", "war")

@@ -128,7 +128,6 @@ def plot_timeline(result: VideoResult, track: TrackPrediction, path: Path) -> No
     ax.set_ylabel("probability")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="class")
-    plt.setp(ax.get_xticklabels(), visible=True)
     ax.set_xlabel("window centre (s)")
     summary = track.summary
     face = "main face" if track.main else "face"
@@ -156,6 +155,8 @@ def plot_timeline(result: VideoResult, track: TrackPrediction, path: Path) -> No
             spine.set_edgecolor(colours[classes.index(top)])
             spine.set_linewidth(3)
         tax.set_title(f"{t:.1f} s: {top}", fontsize=8)
+        if j == 0:
+            tax.set_ylabel("model input", fontsize=8)
     fig.savefig(path)
     plt.close(fig)
 

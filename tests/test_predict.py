@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from dferbench.data.loader import ClipSet
-from dferbench.data.readers import FrameFolderReader, VideoFileReader
+from dferbench.data.readers import VideoFileReader
 from dferbench.data.records import ClipRecord
 from dferbench.data.sampling import segment_indices
 from dferbench.data.synthetic import DFEW_CLASSES, SyntheticReader, make_synthetic_dataset
@@ -295,9 +295,11 @@ def test_none_detector_on_a_video_file_matches_evaluation_of_that_file(tmp_path,
     clips = ClipSet("clips", [ClipRecord("v", str(path), n, 0)], VideoFileReader(), num_frames=8, image_size=64,
                     normalize="clip")
     expected = torch.softmax(torch.from_numpy(predict_module(network, clips, batch_size=4, device="cpu")), -1)
-    [result] = predict_videos([path], scorer, WholeFrame(), window_s=n / 15, stride_s=1.0, echo=lambda s: None)
+    [result] = predict_videos([path], scorer, WholeFrame(), window_s=n / 15, stride_s=1.0, echo=lambda s: None,
+                              output_dir=tmp_path / "out", make_video=True)
     [window] = result.tracks[0].windows
     assert (window.first_frame, window.last_frame) == (0, n - 1)
+    assert VideoFileReader().count_frames(result.files["mp4"]) == n
     np.testing.assert_allclose(window.probs, expected[0].numpy(), rtol=0, atol=1e-6)
 
 

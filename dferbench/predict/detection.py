@@ -7,9 +7,9 @@ built-in ones live in the ``faces`` plugin (Haar cascade, MTCNN, ``none``). One 
 detection runs and the frames reach the model uncropped.
 
 Detection runs on frames sampled :data:`DETECT_FPS` times a second (tracks interpolate
-between them), shrunk so that their longer side is at most :data:`DETECT_MAX_SIDE`
-pixels: a face that fills less than 1/30 of a 640-pixel frame is too small for the
-models anyway, and Haar and MTCNN slow down with the pixel count.
+between them), shrunk so that their longer side is at most :data:`DETECT_MAX_SIDE` pixels: detection
+time grows with the pixel count, the boxes are scaled back to the full frame, and the
+crops are cut from the full-resolution frames.
 """
 
 from __future__ import annotations

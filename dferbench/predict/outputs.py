@@ -112,8 +112,8 @@ def plot_timeline(result: VideoResult, track: TrackPrediction, path: Path) -> No
     colours = class_colours(classes)
     thumbs = track.thumbnails
     fig = plt.figure(figsize=(11, 6.8 if thumbs else 4.6), dpi=110)
-    grid = fig.add_gridspec(3 if thumbs else 2, max(len(thumbs), 1), height_ratios=[3.2, 0.45, 1.6][:3 if thumbs else 2],
-                            hspace=0.45, left=0.07, right=0.8, top=0.9, bottom=0.06)
+    rows = 3 if thumbs else 2
+    grid = fig.add_gridspec(rows, max(len(thumbs), 1), height_ratios=[3.2, 0.45, 1.6][:rows], hspace=0.45, left=0.07, right=0.8, top=0.9, bottom=0.06)
     ax = fig.add_subplot(grid[0, :])
     strip = fig.add_subplot(grid[1, :], sharex=ax)
     centres = [(w.start_s + w.end_s) / 2 for w in track.windows]
@@ -180,8 +180,6 @@ def write_annotated_video(result: VideoResult, path: Path, *, margin: float) -> 
     source = open_source(result.path, frame_fps=result.fps or 25.0)
     colours = [tuple(int(255 * c) for c in rgb) for rgb in class_colours(result.classes)]
     width, height = source.width - source.width % 2, source.height - source.height % 2  # yuv420p needs even sizes
-    whole = all(t.boxes.shape[0] and np.allclose(t.boxes[0], [0, 0, source.width, source.height])
-                for t in result.tracks)
     per_track = []
     for track in result.tracks:
         centres = np.array([(w.start_s + w.end_s) / 2 for w in track.windows])
@@ -202,7 +200,7 @@ def write_annotated_video(result: VideoResult, path: Path, *, margin: float) -> 
                 w = track.windows[int(np.abs(centres - t).argmin())]
                 k = result.classes.index(w.top)
                 label = f"{w.top} {max(w.probs):.2f}"
-                if whole:
+                if result.whole_frame:
                     x0, y0, side = 0, 0, 0
                 else:
                     x0, y0, side = crop_square_box(track.boxes[i - track.first_frame], source.width, source.height,

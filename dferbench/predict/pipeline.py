@@ -10,7 +10,7 @@ in the summary table. A failure inside the scorer that is not a
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -20,13 +20,24 @@ import torch
 from dferbench.errors import DferbenchError
 from dferbench.predict.detection import DETECT_FPS, DETECT_MAX_SIDE, FaceDetector, detect_faces
 from dferbench.predict.scorer import Scorer
-from dferbench.predict.tracking import DEFAULT_MARGIN, Box, Track, crop_square, link_tracks, main_track, resize_square, smooth_track
+from dferbench.predict.tracking import (
+    DEFAULT_MARGIN,
+    Box,
+    Track,
+    crop_square,
+    link_tracks,
+    main_track,
+    resize_square,
+    smooth_track,
+)
 from dferbench.predict.video import DEFAULT_FRAME_FPS, InputError, VideoSource, expand_inputs, open_source
 from dferbench.predict.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S, Window, place_windows, span_seconds
 
 FACE_MODES: tuple[str, ...] = ("main", "all")
 BATCH_WINDOWS = 16  # windows per scorer call
 THUMBNAILS = 6  # face crops kept per track for the plot
+
+Thumbnail = tuple[float, str, np.ndarray]  # (window centre s, top class, uint8 [S, S, 3] crop)
 
 
 @dataclass
@@ -57,12 +68,12 @@ class TrackPrediction:
     windows: list[WindowPrediction]
     summary: dict[str, Any]
     boxes: np.ndarray = field(repr=False)
-    thumbnails: list[tuple[float, str, np.ndarray]] = field(default_factory=list, repr=False)  # (time, top, crop)
+    thumbnails: list[Thumbnail] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for key in ("boxes", "thumbnails"):
-            d.pop(key)
+        """Plain data for JSON: everything but the boxes and the thumbnails."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("boxes", "thumbnails", "windows")}
+        d["windows"] = [asdict(w) for w in self.windows]
         return d
 
 
@@ -80,6 +91,7 @@ class VideoResult:
     width: int | None = None
     height: int | None = None
     detector: str = ""
+    whole_frame: bool = False  # the detector declared the frames face crops: no detection, no crop
     detected_frames: int = 0  # sampled frames searched for faces
     frames_with_face: int = 0
     detect_ms_per_frame: float | None = None
@@ -100,7 +112,7 @@ class VideoResult:
         return main[0].summary if main else {}
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in asdict(self).items() if k != "tracks"}
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "tracks"}
         d["tracks"] = [t.to_dict() for t in self.tracks]
         d["summary"] = self.summary
         return d
@@ -129,11 +141,15 @@ def _no_face(source: VideoSource, detector: str, searched: int, rate: float) -> 
         f"are face crops already")
 
 
-def _too_short(source: VideoSource, track: Track, window_s: float, fps: float) -> InputError:
-    start, end = span_seconds(source.timestamps, track.first, track.last, fps)
+def _video_too_short(source: VideoSource, window_s: float) -> InputError:
+    return InputError(f"{source.path}: the video lasts {source.duration_s:.2f} s, shorter than one {window_s:g} s "
+                      f"window; pass a shorter window (--window {source.duration_s:.2f} or less)")
+
+
+def _too_short(source: VideoSource, track: Track, window_s: float) -> InputError:
+    start, end = span_seconds(source.timestamps, track.first, track.last, source.fps)
     if end - start >= source.duration_s - 1e-6:
-        return InputError(f"{source.path}: the video lasts {source.duration_s:.2f} s, shorter than one "
-                          f"{window_s:g} s window; pass a shorter window (--window {source.duration_s:.2f} or less)")
+        return _video_too_short(source, window_s)
     return InputError(f"{source.path}: the face is followed for only {end - start:.2f} s "
                       f"({start:.2f}-{end:.2f} s of {source.duration_s:.2f} s), shorter than one {window_s:g} s "
                       f"window; pass a shorter --window, or try another --face-detector")
@@ -151,11 +167,11 @@ def _clip_frames(source: VideoSource, track_boxes: np.ndarray | None, first: int
 
 
 def _score_track(source: VideoSource, scorer: Scorer, windows: list[Window], track_boxes: np.ndarray | None,
-                 first: int, margin: float, batch: int) -> tuple[list[WindowPrediction], list[tuple[float, str, np.ndarray]]]:
+                 first: int, margin: float, batch: int) -> tuple[list[WindowPrediction], list[Thumbnail]]:
     classes = list(scorer.classes)
     keep = set(np.linspace(0, len(windows) - 1, min(THUMBNAILS, len(windows))).round().astype(int).tolist())
     out: list[WindowPrediction] = []
-    thumbs: list[tuple[float, str, np.ndarray]] = []
+    thumbs: list[Thumbnail] = []
     for start in range(0, len(windows), batch):
         group = windows[start:start + batch]
         crops = _clip_frames(source, track_boxes, first, np.concatenate([w.frames for w in group]),
@@ -192,10 +208,9 @@ def predict_video(path: str | os.PathLike[str], scorer: Scorer, detector: FaceDe
     result.fps, result.n_frames, result.duration_s = source.fps, source.n_frames, source.duration_s
     result.width, result.height = source.width, source.height
     if window_s is not None and source.duration_s < window_s - 1e-6:
-        raise InputError(f"{source.path}: the video lasts {source.duration_s:.2f} s, shorter than one {window_s:g} s "
-                         f"window; pass a shorter window (--window {source.duration_s:.2f} or less)")
+        raise _video_too_short(source, window_s)
 
-    whole = bool(getattr(detector, "whole_frame", False))
+    whole = result.whole_frame = bool(getattr(detector, "whole_frame", False))
     if whole:
         full = Box(0.0, 0.0, float(source.width), float(source.height))
         tracks = [Track(0, list(range(source.n_frames)), [full] * source.n_frames)]
@@ -214,7 +229,7 @@ def predict_video(path: str | os.PathLike[str], scorer: Scorer, detector: FaceDe
                                 stride_s=stride_s, first=track.first, last=track.last)
         if not windows:
             if face == "main":
-                raise _too_short(source, track, float(window_s), source.fps)
+                raise _too_short(source, track, float(window_s))
             result.skipped_tracks += 1
             continue
         boxes = smooth_track(track, source.timestamps)
@@ -225,7 +240,7 @@ def predict_video(path: str | os.PathLike[str], scorer: Scorer, detector: FaceDe
             track.track_id, track is main, track.first, track.last, start, end, len(track.frames), predictions,
             summarise(predictions, classes), boxes, thumbs))
     if not result.tracks:  # face="all" and every track shorter than a window
-        raise _too_short(source, main, float(window_s), source.fps)
+        raise _too_short(source, main, float(window_s))
     return result
 
 

@@ -8,16 +8,15 @@ largest and most persistent (the largest sum of box areas over the detections).
 :func:`smooth_track` smooths the box centre and size over time (a Gaussian in seconds)
 and interpolates them to every frame between the track's first and last detection.
 
-Crops (:func:`crop_square`) follow the shape of the datasets' face crops: square (DFEW's
-``clip_224x224``, FERV39k's and MAFW's face frames are all square), the face centred,
-with a margin. The datasets do not document their margins: DFEW ships affine-aligned
-faces (its release folder is ``data_affine``), MAFW ships per-frame face boxes and 68
-landmarks, FERV39k only the crops. :data:`DEFAULT_MARGIN` = 0.25 makes the square's side
-1.25 x the longer side of the detector's box: the detector boxes (Haar's square box
-from brow to lip line, MTCNN's from brow to chin) become a crop holding the whole face,
-forehead to chin and both ears' edges, with a thin border, which is what those face
-crops show. It is an option (``margin``) because detectors differ in how tight their
-boxes are.
+Crops (:func:`crop_square`) are square, like DFEW's ``clip_224x224`` and every model's
+input, centred on the face, with a margin. The datasets do not document their margins:
+DFEW ships affine-aligned faces (its release folder is ``data_affine``), MAFW per-frame
+face boxes and 68 landmarks, FERV39k only the crops. :data:`DEFAULT_MARGIN` = 0.25 makes
+the square's side 1.25 x the longer side of the detector's box. On the astronaut
+portrait of the tests Haar's box and MTCNN's agree within a few pixels (MTCNN's reaches
+further down, to the chin), and 1.25 x either holds the whole face, hairline to chin,
+with a thin border: the models were trained on whole faces. It is an option
+(``margin``) because detectors differ in how tight their boxes are.
 """
 
 from __future__ import annotations

@@ -252,7 +252,9 @@ def summary_table(results: Sequence[VideoResult]) -> str:
 
     rows = summary_rows(results)
     failed = sum(r["status"] == "error" for r in rows)
-    table = tabulate([{k: v for k, v in r.items() if k != "error"} for r in rows], headers="keys", tablefmt="simple")
+    if not failed:
+        rows = [{k: v for k, v in r.items() if k != "error"} for r in rows]
+    table = tabulate(rows, headers="keys", tablefmt="simple")
     return f"{table}\n{len(rows) - failed} of {len(rows)} inputs predicted" + (f", {failed} failed" if failed else "")
 
 

@@ -121,64 +121,96 @@ def build_optimizer(model: Any, **options: Any):
 
 
 def load_checkpoint(model: Any, path: str | Path) -> dict[str, Any]:
-    """Load weights into ``model`` from dferbench's own checkpoint (``.safetensors``) or a
+    """Load weights into ``model`` from a dferbench checkpoint's ``.safetensors`` or a
     checkpoint written by the DFER-CLIP authors' script (``.pth``, read without unpickling
-    arbitrary objects). Returns what was done: format, dropped and skipped entries."""
+    arbitrary objects); shapes, keys and values are checked first, each problem one line.
+    Returns what was done: format, dropped and skipped entries."""
+    from dferbench.models import checkpoints as ck
     from dferbench_plugins.dferclip import checkpoints
 
     path = Path(path)
-    if not path.exists():
-        raise DferbenchError(f"checkpoint {path} does not exist")
-    if path.suffix == ".safetensors":
-        import safetensors.torch
-
-        state, report = safetensors.torch.load_file(str(path)), {"format": "dferbench"}
+    if ck.file_kind(path) == "safetensors":
+        state, report = ck.read_weights(path), {"format": "dferbench"}
     else:
         obj, skipped = checkpoints.read_torch_checkpoint(path, map_location="cpu")
         raw = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
+        if not isinstance(raw, dict):
+            raise ck.CheckpointError(f"{path} holds a {type(raw).__name__}, not a state dict")
         state, dropped = checkpoints.convert_authors_state_dict(raw)
         report = {"format": "dfer-clip authors", "dropped_keys": len(dropped), "skipped_objects": skipped,
                   "epoch": obj.get("epoch") if isinstance(obj, dict) else None}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise DferbenchError(f"checkpoint {path} does not fit this model: {exc}") from None
+    ck.load_state(model, state, path)
     return report
 
 
-def evaluate(model: str, dataset: str, checkpoint: str | Path, *, folds: list[int] | None = None,
+def evaluate(model: str | None, dataset: str, checkpoint: str | Path, *, folds: list[int] | None = None,
              overrides: list[str] | tuple[str, ...] = (), output: str | Path = "results", device: str | None = None,
              echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Evaluate a trained checkpoint (dferbench's or the DFER-CLIP authors') on the test
-    split of ``folds`` (default: fold 1); results are recorded like a run's, with the
-    selection policy ``checkpoint``. ``--set model.clip_model=NAME`` names the CLIP
-    architecture of a non-standard checkpoint; data settings come from the model's preset."""
-    from dferbench_plugins.dferclip.checkpoints import load_authors_checkpoint
+    """Evaluate a trained checkpoint on the test split of ``folds`` (default: fold 1);
+    results are recorded like a run's, with the selection policy ``checkpoint``.
 
-    if model != "dferclip":
-        raise DferbenchError(f"evaluate supports dferclip checkpoints; got model {model!r}")
-    checkpoint = Path(checkpoint)
-    if not checkpoint.exists():
-        raise DferbenchError(f"checkpoint {checkpoint} does not exist")
-    plan = runner.plan(model, dataset, overrides=list(overrides), folds=folds or [1], device=device)
-    if checkpoint.suffix == ".safetensors":
-        from dferbench_plugins.dferclip.checkpoints import load_checkpoint as load_own
+    A dferbench checkpoint names its model (``model`` None or the same) and fixes the
+    clip settings (frames, image size, normalisation); its classes must be the
+    dataset's. Other files (the DFER-CLIP authors' ``.pth``) are read by ``model``'s
+    ``load_checkpoint`` (default ``dferclip``), the other data settings come from the
+    model's preset for ``dataset`` and ``overrides``."""
+    from dferbench.run.trained import open_checkpoint
 
-        network, _ = load_own(checkpoint)
-        texts: list[str] = network.class_texts
-        echo(f"loaded dferbench checkpoint {checkpoint}")
-    else:
-        # The architecture is inferred from tensor shapes unless the user names it: shapes
-        # cannot tell the attention head count of a non-OpenAI CLIP.
-        named = plan.config["model"]["clip_model"] != plan.preset["model"]["clip_model"]
-        loaded = load_authors_checkpoint(checkpoint, clip_model_name=plan.config["model"]["clip_model"] if named else None)
-        network, texts = loaded.model, loaded.class_texts
-        echo(f"loaded the DFER-CLIP authors' checkpoint {checkpoint}: architecture {loaded.clip_model_name or 'custom'}, "
-             f"epoch {loaded.epoch}, {len(loaded.dropped_keys)} duplicated clip_model_ keys dropped, "
-             f"pickled objects not loaded: {', '.join(loaded.skipped_objects) or 'none'}; "
-             f"class texts {'read from the checkpoint' if loaded.texts_recovered else 'given'}")
-    plan.run_name = f"{model}[checkpoint={checkpoint.name}]"
-    return runner.run_plan(plan, output=output, echo=echo, fixed_network=(network, texts))
+    loaded = open_checkpoint(checkpoint, model=model, dataset=dataset, overrides=overrides)
+    info = loaded.info
+    echo(loaded.message)
+    fixed = [f"data.{key}={json.dumps(getattr(info, key))}" for key in ("num_frames", "image_size", "normalize")]
+    plan = runner.plan(info.model, dataset, overrides=fixed + list(overrides), folds=folds or [1], device=device)
+    plan.run_name = f"{info.model}[checkpoint={Path(checkpoint).name}]"
+    return runner.run_plan(plan, output=output, echo=echo, fixed_network=(loaded.network, info.class_texts))
+
+
+def predict(inputs: list[str | Path], checkpoint: str | Path, *, output: str | Path | None = "runs/predict",
+            dataset: str | None = None, model: str | None = None, overrides: list[str] | tuple[str, ...] = (),
+            face_detector: str = "haar", face: str = "main",
+            window: float = 2.0, stride: float = 0.5, video: bool = False, fps: float = 25.0,
+            detect_fps: float = 5.0, margin: float = 0.25, device: str | None = None, plot: bool = True,
+            echo: Callable[[str], None] = print, progress: bool | None = None) -> list[Any]:
+    """Predict the expressions over time in videos, frame folders or folders of them with
+    a trained checkpoint (:func:`dferbench.predict.pipeline.predict_videos`); returns one
+    :class:`~dferbench.predict.pipeline.VideoResult` per input, failed ones included.
+
+    ``checkpoint``: a dferbench checkpoint (everything comes from its sidecar; with
+    ``dataset``, its classes must be that dataset's) or a file a model reads itself, such
+    as the DFER-CLIP authors' ``.pth`` with ``dataset`` naming its classes (``overrides``:
+    settings of that dataset's preset, e.g. ``model.clip_model=NAME``). ``window``:
+    seconds per window (0: the whole face track as one window); ``stride``: seconds
+    between window starts; ``fps``: the frame rate of frame folders; ``detect_fps``: frames
+    searched for faces per second; ``margin``: the face crop's side is ``1 + margin`` times
+    the face box's; ``face``: ``main`` or ``all`` tracks; ``video``: also write an
+    annotated MP4; ``output``: None writes nothing. Settings and the checkpoint are checked
+    before any video is read (:class:`~dferbench.errors.DferbenchError`)."""
+    from dferbench.plugin import manager as plugins
+    from dferbench.predict.pipeline import FACE_MODES, predict_videos
+    from dferbench.predict.scorer import ModuleScorer
+    from dferbench.run.engine import resolve_device
+    from dferbench.run.trained import open_checkpoint
+
+    for name, value, rule, ok in (("window", window, ">= 0 seconds (0: the whole face track)", window >= 0),
+                                  ("stride", stride, "> 0 seconds", stride > 0), ("fps", fps, "> 0", fps > 0),
+                                  ("detect_fps", detect_fps, "> 0", detect_fps > 0), ("margin", margin, ">= 0", margin >= 0)):
+        if not ok:  # NaN fails every rule
+            raise DferbenchError(f"predict: {name} must be {rule}, got {value!r}")
+    if face not in FACE_MODES:
+        raise DferbenchError(f"predict: face must be one of {', '.join(FACE_MODES)}, got {face!r}")
+    if not inputs:
+        raise DferbenchError("predict: no inputs; give video files, frame folders or folders of them")
+    device = resolve_device(device or "auto")
+    detector = plugins.get("face detector", face_detector).target(device=device)
+    loaded = open_checkpoint(checkpoint, model=model, dataset=dataset, overrides=overrides, device=device)
+    info = loaded.info
+    echo(loaded.message)
+    scorer = ModuleScorer(loaded.network, info.classes, num_frames=info.num_frames, image_size=info.image_size,
+                          normalize=info.normalize, device=device)
+    return predict_videos(inputs, scorer, detector, window_s=window or None, stride_s=stride, face=face,
+                          output_dir=output, make_video=video, plot=plot, echo=echo, progress=progress,
+                          detect_fps=detect_fps, frame_fps=fps, margin=margin,
+                          provenance={"checkpoint": str(loaded.path), "model": info.model})
 
 
 def check_data(dataset: str, *, root: str | None = None, overrides: list[str] | tuple[str, ...] = (),

@@ -64,8 +64,8 @@ def test_evaluate_refuses_a_class_count_mismatch(trained, tmp_path):
     _save_authors_checkpoint(trained, ckpt)
     res = CliRunner().invoke(cli, ["evaluate", "-c", str(ckpt), "-d", "synthetic-11", "-o", str(tmp_path)]
                              + [a for s in SETTINGS for a in ("--set", s)])
-    assert res.exit_code == 1
-    assert "the checkpoint scores 7 classes but 'synthetic-11' has 11" in res.output
+    assert res.exit_code == 2
+    assert "m.pth scores 7 classes but dataset 'synthetic-11' has 11" in res.output
 
 
 def test_api_build_model_optimizer_and_checkpoint_round_trip(trained, tmp_path):

@@ -50,7 +50,9 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except DferbenchError as exc:
-            raise click.ClickException(str(exc)) from None
+            error = click.ClickException(str(exc))
+            error.exit_code = 2  # a usage or settings error (HELPERS' shared exit codes)
+            raise error from None
 
 
 @click.group(cls=_Group, context_settings=CONTEXT)
@@ -102,9 +104,11 @@ def run(model, dataset, config_file, overrides, folds, seeds, output, device, re
 
 
 @cli.command()
-@click.option("--model", "-m", default="dferclip", show_default=True, help="Model the checkpoint belongs to.")
+@click.option("--model", "-m", help="Model that reads a file which is not a dferbench checkpoint (default: dferclip; "
+              "a dferbench checkpoint names its own).")
 @click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False),
-              help="dferbench .safetensors checkpoint, or a .pth written by the DFER-CLIP authors' script.")
+              help="dferbench .checkpoint.safetensors (its .json sidecar next to it), or a .pth written by the "
+              "DFER-CLIP authors' script.")
 @click.option("--dataset", "-d", required=True, help="Dataset to evaluate on (its test split).")
 @click.option("--fold", "folds", help="Comma-separated folds (default: 1). The authors release one file per fold.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a data setting.")
@@ -479,6 +483,11 @@ def list_cmd(what) -> None:
     registry = {"models": plugins.models, "datasets": plugins.datasets, "prompts": plugins.prompts}[what]()
     rows = [[name, reg.plugin, reg.description] for name, reg in sorted(registry.items())]
     click.echo(tabulate(rows, headers=["name", "plugin", "description"]))
+
+
+from dferbench.cli.predict import predict as _predict  # noqa: E402
+
+cli.add_command(_predict)
 
 
 def main() -> None:

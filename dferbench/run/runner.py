@@ -177,7 +177,7 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
             workdir = Path(output) / ".work" / run.dataset_name
             ctx = ModelContext(model=run.model.name, dataset=run.dataset_name, fold=fold, classes=list(dataset.classes),
                                config=copy.deepcopy(config), device=device, seed=seed, workdir=workdir,
-                               texts=text_lookup, progress=progress)
+                               texts=text_lookup, progress=progress, unit_path=path)
             method = FixedNetwork(ctx, fixed_network[0]) if fixed_network else run.model.target(ctx)
             monitor = Monitor(selection, test_clips=test if selection == "best_on_test" else None, progress=progress)
             fit_info = method.fit(train, monitor) or {}

@@ -6,6 +6,12 @@ from typing import Any, Mapping
 
 from dferbench import hookimpl
 
+# The label orders of DFER-CLIP's annotation files (registered, so that a checkpoint's
+# classes can be named and checked without the data).
+DFEW_CLASSES = ["happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear"]
+FERV39K_CLASSES = list(DFEW_CLASSES)
+MAFW_CLASSES = DFEW_CLASSES + ["contempt", "anxiety", "helplessness", "disappointment"]
+
 # Option defaults join the run's [data] section; keep in sync with the factories' reads.
 COMMON = {"root": "", "annotations": "", "frames_dir": "", "frame_order": "natural", "skip_bad_clips": False}
 CUSTOM = {"file": "", "augmentation": "none", "frame_order": "natural", "skip_bad_clips": False}
@@ -37,11 +43,11 @@ def build_custom(options: Mapping[str, Any]):
 
 @hookimpl
 def dferbench_register_datasets(register):
-    register("dfew", build_dfew, options=dict(COMMON),
+    register("dfew", build_dfew, options=dict(COMMON), classes=DFEW_CLASSES,
              description="DFEW: 11,697 movie clips, 7 classes, 5 folds (data.root = the DFEW release)")
-    register("ferv39k", build_ferv39k, options=dict(COMMON),
+    register("ferv39k", build_ferv39k, options=dict(COMMON), classes=FERV39K_CLASSES,
              description="FERV39k: 38,935 clips, 7 classes, one train/test split (DFER-CLIP annotation files)")
-    register("mafw", build_mafw, options=dict(COMMON),
+    register("mafw", build_mafw, options=dict(COMMON), classes=MAFW_CLASSES,
              description="MAFW: 9,172 single-label clips, 11 classes, 5 folds (DFER-CLIP annotation files)")
     register("custom", build_custom, options=dict(CUSTOM),
              description="Your own clips (frame folders or videos) listed in a CSV or TOML file (data.file)")

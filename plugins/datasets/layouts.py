@@ -32,10 +32,7 @@ from dferbench_plugins.datasets.annotations import (
 from dferbench.data.readers import AutoReader, FrameFolderReader
 from dferbench.data.records import ClipRecord, DFERDataset
 from dferbench.errors import DferbenchError
-
-DFEW_CLASSES = ["happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear"]
-FERV39K_CLASSES = list(DFEW_CLASSES)
-MAFW_CLASSES = DFEW_CLASSES + ["contempt", "anxiety", "helplessness", "disappointment"]
+from dferbench_plugins.datasets import DFEW_CLASSES, FERV39K_CLASSES, MAFW_CLASSES  # noqa: F401  (re-exported)
 
 # DFEW's split CSVs: label id -> class (1 Happy, 2 Sad, 3 Neutral, 4 Angry, 5 Surprise,
 # 6 Disgust, 7 Fear). 0 marks clips without a single label; they are not in the benchmark.

@@ -28,7 +28,7 @@ OPTIONS: dict[str, Any] = {
     "weight_decay": 1e-4,
     "milestones": [30, 40],
     "gamma": 0.1,
-    "save_checkpoint": False,  # write the final weights next to the result (safetensors)
+    "save_checkpoint": False,  # write the final weights next to the result (foldK-seedS.checkpoint.safetensors)
 }
 
 
@@ -43,6 +43,20 @@ def build_network(class_texts: list[str], options: dict[str, Any], num_frames: i
                      temporal_depth=options["temporal_depth"], temperature=options["temperature"],
                      num_frames=num_frames, clip_model_name=options["clip_model"])
     return model.to(device)
+
+
+def rebuild_network(info, device: str = "cpu"):
+    """The network a dferbench checkpoint's sidecar describes (the core loads its weights)."""
+    from dferbench_plugins.dferclip.loading import rebuild_network as rebuild
+
+    return rebuild(info, device)
+
+
+def load_checkpoint(path, options: dict[str, Any], device: str = "cpu"):
+    """The authors' ``.pth`` files and dferbench's earlier DFER-CLIP checkpoints."""
+    from dferbench_plugins.dferclip.loading import load_checkpoint as load
+
+    return load(path, options, device)
 
 
 class DFERCLIPMethod:
@@ -71,10 +85,10 @@ class DFERCLIPMethod:
                             precision=t["precision"], eval_batch_size=t["eval_batch_size"],
                             compile=t.get("compile", False))
         if o["save_checkpoint"]:
-            from dferbench_plugins.dferclip.checkpoints import save_checkpoint
+            from dferbench_plugins.dferclip.loading import rebuild_info
 
-            path = self.ctx.workdir / "checkpoints" / f"dferclip-fold{self.ctx.fold}-seed{self.ctx.seed}.safetensors"
-            save_checkpoint(self.model, path, {"classes": self.ctx.classes, "config": self.ctx.config})
+            path = self.ctx.save_checkpoint(self.model, rebuild=rebuild_info(self.model),
+                                            class_texts=list(self.model.class_texts), text_set=o["text"])
             info["checkpoint"] = str(path)
         return info
 
@@ -89,5 +103,5 @@ class DFERCLIPMethod:
 def dferbench_register_models(register):
     presets = {p.stem: str(p) for p in sorted(PRESETS_DIR.glob("*.toml"))}
     register("dferclip", DFERCLIPMethod, options=OPTIONS, presets=presets, family="text-based", temporal=True,
-             network=build_network,
+             network=build_network, rebuild=rebuild_network, load_checkpoint=load_checkpoint,
              description="DFER-CLIP: CLIP + temporal transformer + learnable-context class descriptions")

@@ -15,6 +15,8 @@ SYNTHETIC_PRETRAINED = "dferbench-synthetic"
 SYNTHETIC_WEIGHTS = CLIP_DIR / "dferbench-tiny-synthetic.safetensors"
 
 OPTIONS = {"num_clips": 400, "generator_seed": 0, "render_size": 64}
+DFEW_CLASSES = ["happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear"]
+MAFW_CLASSES = DFEW_CLASSES + ["contempt", "anxiety", "helplessness", "disappointment"]
 
 
 def _factory(num_classes: int):
@@ -29,9 +31,9 @@ def _factory(num_classes: int):
 
 @hookimpl
 def dferbench_register_datasets(register):
-    register("synthetic", _factory(7), options=OPTIONS,
+    register("synthetic", _factory(7), options=OPTIONS, classes=DFEW_CLASSES,
              description="Rendered face clips, 7 classes in DFEW order, 5 subject-independent folds (default)")
-    register("synthetic-11", _factory(11), options=OPTIONS,
+    register("synthetic-11", _factory(11), options=OPTIONS, classes=MAFW_CLASSES,
              description="Rendered face clips, 11 classes in MAFW order, 5 subject-independent folds")
 
 

@@ -1,0 +1,1 @@
+"""Maintainer tools: benchmarks and docs rendering (not part of the public API)."""

@@ -76,10 +76,40 @@ def corruption_sheet(path: Path, *, size: int = 64, seed: int = 0) -> Path:
     return path
 
 
+def domain_sheet(path: Path, *, clips: int = 8, size: int = 64) -> Path:
+    """Apex frames of the first fold-1 test clips of ``synthetic`` (top row) and
+    ``synthetic-wild`` (bottom row), with their class."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dferbench.data.synthetic import apex_frame, clip_params, make_synthetic_dataset
+
+    domains = ("synthetic", "synthetic-wild")
+    fig, axes = plt.subplots(len(domains), clips, figsize=(1.3 * clips, 1.55 * len(domains)))
+    for row, domain in enumerate(domains):
+        ds = make_synthetic_dataset(image_size=size, domain=domain)
+        for col, rec in enumerate(ds.split(1, "test")[:clips]):
+            ax = axes[row, col]
+            ax.imshow(ds.reader(rec, [apex_frame(clip_params(rec))])[0], interpolation="nearest")
+            ax.set_title(ds.classes[rec.label], fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[row, 0].set_ylabel(domain, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     out = Path(args[0] if args else "docs/images")
     print(corruption_sheet(out / "corruptions.png"))
+    print(domain_sheet(out / "synthetic-domains.png"))
 
 
 if __name__ == "__main__":

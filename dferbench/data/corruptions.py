@@ -18,8 +18,9 @@ come at 64 to 224 px, so:
   more to the same noise and codec, which is why ImageNet-C's authors lowered them);
 * contrast and brightness are the same in both tables and taken unchanged;
 * ``brightness`` is ImageNet-C's (HSV value plus ``c``, computed directly: colours scale
-  with the value, black turns grey); ``low_light`` (darkening) is added because face
-  video fails more often in the dark than in glare;
+  with the value, black turns grey); ``low_light`` (underexposure by 0.5 to 3 stops:
+  pixels times ``2^-stops``, floored) is added because face video fails more often in
+  the dark than in glare;
 * ``gaussian_blur`` uses torchvision's kernel (truncated at 4 sigma like ImageNet-C's
   ``skimage``, reflected at the borders) in two 1-D passes; ``low_light`` and ``contrast``
   are torchvision's ``adjust_brightness`` and ``adjust_contrast``. The latter blends each
@@ -76,7 +77,6 @@ __all__ = [
     "SEVERITIES",
     "Corruption",
     "CorruptedReader",
-    "clip_rng",
     "corrupt_frames",
     "corrupt_indices",
     "mean_corruption_error",
@@ -115,13 +115,10 @@ class Corruption:
 
 
 def _key(seed: int, clip_id: str, name: str, severity: int) -> tuple[int, int]:
+    """The seed of a clip's corruption generators: ``default_rng(key)`` draws per-clip
+    parameters, ``default_rng([*key, frame index])`` per-frame noise."""
     digest = hashlib.blake2b(f"{seed}|{clip_id}|{name}|{severity}".encode(), digest_size=16).digest()
     return int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:], "little")
-
-
-def clip_rng(seed: int, clip_id: str, corruption: str, severity: int, *extra: int) -> np.random.Generator:
-    """The generator of one clip's corruption parameters (``extra``: e.g. a frame index)."""
-    return np.random.default_rng([*_key(seed, clip_id, corruption, severity), *extra])
 
 
 # --------------------------------------------------------------------------------------
@@ -291,7 +288,9 @@ CORRUPTIONS: dict[str, Corruption] = {c.name: c for c in (
     _spatial("jpeg_compression", _BY_SIZE + "JPEG quality (4:2:0 chroma)",
              ((65, 25), (58, 18), (50, 15), (40, 10), (25, 7)), "nothing", _IMAGENET_C, _jpeg),
     _spatial("brightness", "HSV value + c", (0.1, 0.2, 0.3, 0.4, 0.5), "nothing", _IMAGENET_C, _brightness),
-    _spatial("low_light", "brightness factor", (0.6, 0.45, 0.3, 0.2, 0.1), "nothing", "dferbench", _low_light),
+    _spatial("low_light", "exposure cut by 0.5, 1, 1.5, 2, 3 stops: brightness factor",
+             tuple(round(2.0 ** -stops, 4) for stops in (0.5, 1.0, 1.5, 2.0, 3.0)), "nothing", "dferbench",
+             _low_light),
     _spatial("contrast", "contrast factor (blend with the frame's mean grey)", (0.4, 0.3, 0.2, 0.1, 0.05),
              "nothing", _IMAGENET_C + ", torchvision's contrast", _contrast),
     _spatial("crop_shift", "face box (shift, scale change): shift a fraction of the side, scale x(1+s) or /(1+s)",

@@ -113,3 +113,13 @@ def test_camera_blur_softens_the_frames(wild: DFERDataset) -> None:
     assert energy(soft) < 0.8 * energy(sharp)
     assert np.array_equal(wild.reader(rec, [0, 5]), render_frames(p, [0, 5]))
     assert pickle.loads(pickle.dumps(wild.reader))(rec, [3]).tobytes() == wild.reader(rec, [3]).tobytes()
+
+
+def test_wild_is_registered_like_synthetic() -> None:
+    from dferbench import plugins
+
+    wild, base = plugins.get("dataset", "synthetic-wild"), plugins.get("dataset", "synthetic")
+    assert wild.options == base.options and wild.plugin == base.plugin
+    ds = wild.target({**wild.options, "num_clips": 70})
+    assert ds.name == "synthetic-wild" and ds.split(1, "test")[0].source.startswith("synthetic-wild:0:")
+    assert "synthetic-wild" in plugins.get("model", "zeroshot-clip").extra["presets"]

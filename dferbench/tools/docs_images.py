@@ -9,8 +9,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from dferbench.data.corruptions import CORRUPTIONS, CorruptedReader, corrupt_indices
 from dferbench.data.records import ClipRecord, DFERDataset
 from dferbench.data.sampling import segment_indices

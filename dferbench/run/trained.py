@@ -13,10 +13,9 @@ line naming the file.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 from torch import nn
 
@@ -41,18 +40,14 @@ class LoadedCheckpoint:
     message: str
 
 
-def dataset_classes(dataset: str, data: Mapping[str, Any] | None = None) -> list[str]:
+def dataset_classes(dataset: str, model: str = DEFAULT_MODEL, overrides: Sequence[str] = ()) -> list[str]:
     """The class names of ``dataset`` in label order: the list its plugin registered
-    (``register(..., classes=[...])``), else those of the dataset built from ``data``
-    (its ``[data]`` settings; default: the registered defaults)."""
-    from dferbench.run.config import CORE_DEFAULTS
-
+    (``register(..., classes=[...])``), else those of the dataset built with ``model``'s
+    preset for it and ``overrides`` (a ``custom`` dataset's file, say)."""
     spec = plugins.get("dataset", dataset)
-    classes = spec.extra.get("classes")
-    if classes:
-        return list(classes)
-    options = dict(data) if data is not None else {**CORE_DEFAULTS["data"], **spec.options}
-    return list(spec.target(options).classes)
+    if spec.extra.get("classes"):
+        return list(spec.extra["classes"])
+    return list(spec.target(_settings(model, dataset, overrides)["data"]).classes)
 
 
 def _call(spec: plugins.Registered, capability: str, path: Path, fn: Callable[..., Any], *args: Any) -> Any:
@@ -66,19 +61,18 @@ def _call(spec: plugins.Registered, capability: str, path: Path, fn: Callable[..
                               f"{type(exc).__name__}: {' '.join(str(exc).split())}") from None
 
 
-def _check_classes(path: Path, classes: Sequence[str], dataset: str, data: Mapping[str, Any] | None) -> None:
-    wanted = dataset_classes(dataset, data)
+def _check_classes(path: Path, classes: Sequence[str], dataset: str, model: str, overrides: Sequence[str]) -> None:
+    wanted = dataset_classes(dataset, model, overrides)
     if list(classes) != wanted:
         raise CheckpointError(f"{path} scores {len(classes)} classes ({', '.join(classes)}) but dataset {dataset!r} "
                               f"has {len(wanted)} ({', '.join(wanted)}): it was trained on another label set")
 
 
-def _plan_data(model: str, dataset: str, overrides: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ``[data]`` and ``[model]`` sections of ``model`` on ``dataset`` with ``overrides``."""
+def _settings(model: str, dataset: str, overrides: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The effective config of ``model`` on ``dataset`` with ``overrides`` (no data is read)."""
     from dferbench.run import runner
 
-    config = runner.plan(model, dataset, overrides=list(overrides)).config
-    return config["data"], config["model"]
+    return runner.plan(model, dataset, overrides=list(overrides)).config
 
 
 def _own(path: Path, info: CheckpointInfo, model: str | None, dataset: str | None, overrides: Sequence[str],
@@ -100,9 +94,10 @@ def _own(path: Path, info: CheckpointInfo, model: str | None, dataset: str | Non
     network = _call(spec, "rebuild", path, rebuild, info, "cpu")
     ck.load_state(network, weights, path)
     if dataset:
-        _check_classes(path, info.classes, dataset, _plan_data(info.model, dataset, overrides)[0])
+        _check_classes(path, info.classes, dataset, info.model, overrides)
     trained = f" trained on {info.dataset} fold {info.fold} seed {info.seed}" if info.dataset else ""
-    message = f"loaded the {info.model} checkpoint {path}{trained}: {len(info.classes)} classes ({', '.join(info.classes)})"
+    message = (f"loaded the {info.model} checkpoint {path}{trained}: {len(info.classes)} classes "
+               f"({', '.join(info.classes)})")
     return LoadedCheckpoint(network.to(device).eval(), info, path, message)
 
 
@@ -118,7 +113,7 @@ def _text_set_of(texts: list[str], classes: list[str], preferred: str) -> str:
         return re.sub(r"\s+([.,;:!?])", r"\1", " ".join(text.lower().split()))
 
     wanted = [plain(t) for t in texts]
-    for name in [preferred] + sorted(set(plugins.prompts()) - {preferred}):
+    for name in [n for n in [preferred] if n] + sorted(set(plugins.prompts()) - {preferred}):
         try:
             found = text_lookup(name, classes)
         except (DferbenchError, KeyError):
@@ -129,16 +124,13 @@ def _text_set_of(texts: list[str], classes: list[str], preferred: str) -> str:
 
 
 def _foreign(path: Path, model: str, dataset: str | None, overrides: Sequence[str], device: str) -> LoadedCheckpoint:
-    from dferbench.run.config import CORE_DEFAULTS
-
     spec = plugins.get("model", model)
     loader = spec.extra.get("load_checkpoint")
     if loader is None:
         raise CheckpointError(f"{path} is not a dferbench checkpoint, and model {model!r} (plugin {spec.plugin!r}) "
                               "reads no files of its own (its plugin registers no `load_checkpoint`)")
-    data, options = (_plan_data(model, dataset, overrides) if dataset else
-                     ({**copy.deepcopy(CORE_DEFAULTS["data"])}, dict(spec.options)))
-    loaded: LoadedNetwork = _call(spec, "load_checkpoint", path, loader, path, options, "cpu")
+    config = _settings(model, dataset, overrides) if dataset else {"data": {}, "model": {}}
+    loaded: LoadedNetwork = _call(spec, "load_checkpoint", path, loader, path, config["model"], "cpu")
     texts = list(loaded.class_texts)
     if loaded.classes is not None:
         classes = list(loaded.classes)
@@ -146,17 +138,21 @@ def _foreign(path: Path, model: str, dataset: str | None, overrides: Sequence[st
             raise CheckpointError(f"{path} scores {len(texts)} classes but the file lists {len(classes)} "
                                   f"({', '.join(classes)}): its classes and its network disagree")
         if dataset:
-            _check_classes(path, classes, dataset, data)
+            _check_classes(path, classes, dataset, model, overrides)
     elif dataset:
-        classes = dataset_classes(dataset, data)
+        classes = dataset_classes(dataset, model, overrides)
         if len(texts) != len(classes):
             raise CheckpointError(f"{path} scores {len(texts)} classes but dataset {dataset!r} has {len(classes)} "
                                   f"({', '.join(classes)}): it was trained on another label set")
     else:
         raise CheckpointError(f"{path} does not say which classes it scores: name the dataset it was trained on "
                               "(--dataset dfew, ferv39k or mafw for the DFER-CLIP authors' files)")
-    text_set = _text_set_of(texts, classes, str(options.get("text", "")))
-    settings = {**data, **loaded.data}
+    settings = {**config["data"], **loaded.data}
+    unknown = [key for key in ("num_frames", "image_size", "normalize") if key not in settings]
+    if unknown:
+        raise CheckpointError(f"{path} does not record its {', '.join(unknown)}: name the dataset it was trained on "
+                              "(--dataset), whose preset gives them")
+    text_set = _text_set_of(texts, classes, str(config["model"].get("text", "")))
     info = CheckpointInfo(model=model, classes=classes, class_texts=texts, num_frames=int(settings["num_frames"]),
                           image_size=int(settings["image_size"]), normalize=str(settings["normalize"]),
                           text_set=text_set, plugin=spec.plugin,

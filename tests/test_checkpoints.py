@@ -227,11 +227,11 @@ def _truncated(good):
     return good.read_bytes()[: good.stat().st_size // 2]
 
 
-def _pth(payload=None, truncate=False):
+def _pth(payload=None, truncate=False, recorder=False):
     def make(good, folder, network):
         path = folder / "model.pth"
         if payload is None:
-            _save_authors_checkpoint(network, path, with_recorder=False)
+            _save_authors_checkpoint(network, path, with_recorder=recorder)  # the recorder pickles a trap
         else:
             torch.save(payload(network), path)
         if truncate:
@@ -319,6 +319,8 @@ BROKEN = {  # name: (make(good, folder, network), what the one line says, datase
                                         if k != "module.temporal_net.cls_token"}),
                         "1 key the model needs missing (temporal_net.cls_token)", "synthetic"),
     "pth on 11 classes": (_pth(), "scores 7 classes but dataset 'synthetic-11' has 11", "synthetic-11"),
+    "pth pickling code, on 11 classes": (_pth(recorder=True), "scores 7 classes but dataset 'synthetic-11' has 11",
+                                         "synthetic-11"),
     "earlier format, 8 classes": (_legacy_eight, "scores 7 classes but the file lists 8", "synthetic"),
 }
 

@@ -49,7 +49,6 @@ def load_farl(path: str | os.PathLike, model_name: str = "ViT-B-16-quickgelu", *
     checkpoint that fits ``model_name``.
     """
     import open_clip
-    import torch
 
     from dferbench.models.clip import register_model_configs
     from dferbench.models.weight_files import read_clip_state_dict

@@ -70,7 +70,7 @@ class WeightsStatus:
         """The file that will be loaded, or the places searched, for tables."""
         if self.source == "random":
             return "(random weights)"
-        return str(self.path) if self.path else " ; ".join(self.searched)
+        return str(self.path) if self.path else "not in " + " nor ".join(self.searched)
 
 
 def hf_cache_dir() -> Path:
@@ -182,13 +182,14 @@ def _check_tag(clip_model: str, tag: str, cfg: Mapping[str, Any]) -> WeightsStat
             cached = try_to_load_from_cache(repo, filename, cache_dir=cache)
             if isinstance(cached, str) and os.path.isfile(cached):
                 return WeightsStatus(clip_model, tag, "cache", path=Path(cached), tag=cfg)
-        searched.append(str(cache / f"models--{repo.replace('/', '--')}") + f" ({' or '.join(files)})")
+        searched.append(str(cache / f"models--{repo.replace('/', '--')}"))
     if cfg.get("url"):
         local = clip_cache_dir() / os.path.basename(urlparse(cfg["url"]).path)
         if local.is_file():
             return WeightsStatus(clip_model, tag, "cache", path=local, tag=cfg)
         searched.append(str(local))
-    advice = f"looked in {' and '.join(searched)}. {_fetch_advice(clip_model, tag, cfg)}"
+    files = f" (file {' or '.join(_hub_files(cfg['hf_hub'])[1])})" if cfg.get("hf_hub") else ""
+    advice = f"looked in {' and '.join(searched)}{files}. {_fetch_advice(clip_model, tag, cfg)}"
     return WeightsStatus(clip_model, tag, "download", searched=tuple(searched), advice=advice, tag=cfg)
 
 
@@ -280,6 +281,11 @@ def require_model_weights(model: Any, options: Mapping[str, Any]) -> WeightsStat
                            hint=model.extra.get("weights_help", ""))
 
 
+OTHER_DATASETS = "others"
+"""The preset name :func:`needed_weights` gives the settings used on a dataset without a
+preset of its own (``custom``): the model's ``default`` preset, else its options."""
+
+
 @dataclass(frozen=True)
 class NeededWeights:
     """Weights that a model needs under some of its presets, and whether they are here."""
@@ -291,8 +297,8 @@ class NeededWeights:
 
 def needed_weights() -> list[NeededWeights]:
     """For every registered model with ``clip_model``/``pretrained`` options, the weights
-    each of its presets (and its defaults) use, grouped; then each weights tag plugins
-    register (``dferbench_register_clip_models``) under the model ``-``."""
+    each of its dataset presets (and :data:`OTHER_DATASETS`) use, grouped by weights; then
+    each weights tag plugins register (``dferbench_register_clip_models``) under model ``-``."""
     from dferbench.plugin import manager
     from dferbench.run.runner import _preset_layer
 
@@ -300,10 +306,10 @@ def needed_weights() -> list[NeededWeights]:
     for name, reg in manager.models().items():
         if "clip_model" not in reg.options or "pretrained" not in reg.options:
             continue
-        presets = ["default"] + sorted(p for p in (reg.extra.get("presets") or {}) if p != "default")
         groups: dict[tuple[str, str], list[str]] = {}
-        for preset in presets:
-            options = {**reg.options, **(_preset_layer(reg, preset).get("model") or {})}
+        for preset in [OTHER_DATASETS] + sorted(p for p in (reg.extra.get("presets") or {}) if p != "default"):
+            layer = _preset_layer(reg, "default" if preset == OTHER_DATASETS else preset)
+            options = {**reg.options, **(layer.get("model") or {})}
             groups.setdefault((options["clip_model"], str(options["pretrained"] or "")), []).append(preset)
         hint = reg.extra.get("weights_help", "")
         for (clip_model, pretrained), names in groups.items():

@@ -200,6 +200,15 @@ def _script_tensors(obj: _ScriptObject, prefix: str, out: dict[str, torch.Tensor
             _script_tensors(value, f"{prefix}{name}.", out)
 
 
+_STORAGE_DTYPES = {
+    "FloatStorage": torch.float32, "HalfStorage": torch.float16, "BFloat16Storage": torch.bfloat16,
+    "DoubleStorage": torch.float64, "LongStorage": torch.int64, "IntStorage": torch.int32,
+    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
+    "ComplexFloatStorage": torch.complex64, "ComplexDoubleStorage": torch.complex128,
+}
+"""The legacy storage classes a TorchScript ``data.pkl`` names, by the dtype they hold."""
+
+
 def read_torchscript_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], list[str]]:
     """The tensors of a TorchScript archive's module tree, keyed like its ``state_dict()``.
 
@@ -220,8 +229,7 @@ def read_torchscript_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.T
         if f"{root}byteorder" in archive.namelist() and archive.read(f"{root}byteorder").strip() not in (b"", b"little"):
             raise RuntimeError(f"{str(path)!r} stores big-endian tensors, which this reader does not convert")
         allowed = _safe_globals()
-        storage_dtypes = {name: getattr(torch, name).dtype for name in dir(torch)
-                          if name.endswith("Storage") and hasattr(getattr(torch, name), "dtype")}
+        storage_dtypes = _STORAGE_DTYPES
         storages: dict[str, torch.storage.TypedStorage] = {}
 
         class ScriptUnpickler(pickle.Unpickler):

@@ -79,7 +79,7 @@ def read_clip_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
             import safetensors.torch
 
             how = "safetensors"
-            return safetensors.torch.load_file(str(path)), {"format": "safetensors", "skipped_objects": []}
+            return _unwrap(safetensors.torch.load_file(str(path)), path), {"format": "safetensors", "skipped_objects": []}
         if is_torchscript_archive(path):
             how = "its data.pkl with a tensors-only unpickler (TorchScript archive)"
             tensors, skipped = read_torchscript_tensors(path)

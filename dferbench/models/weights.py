@@ -173,6 +173,7 @@ def _check_tag(clip_model: str, tag: str, cfg: Mapping[str, Any]) -> WeightsStat
     if cfg.get("file"):
         return WeightsStatus(clip_model, tag, "file", path=Path(cfg["file"]), tag=cfg)
     searched: list[str] = []
+    described: list[str] = []
     if cfg.get("hf_hub"):
         from huggingface_hub import try_to_load_from_cache
 
@@ -183,13 +184,14 @@ def _check_tag(clip_model: str, tag: str, cfg: Mapping[str, Any]) -> WeightsStat
             if isinstance(cached, str) and os.path.isfile(cached):
                 return WeightsStatus(clip_model, tag, "cache", path=Path(cached), tag=cfg)
         searched.append(str(cache / f"models--{repo.replace('/', '--')}"))
+        described.append(f"{searched[-1]} (file {' or '.join(files)})")
     if cfg.get("url"):
         local = clip_cache_dir() / os.path.basename(urlparse(cfg["url"]).path)
         if local.is_file():
             return WeightsStatus(clip_model, tag, "cache", path=local, tag=cfg)
         searched.append(str(local))
-    files = f" (file {' or '.join(_hub_files(cfg['hf_hub'])[1])})" if cfg.get("hf_hub") else ""
-    advice = f"looked in {' and '.join(searched)}{files}. {_fetch_advice(clip_model, tag, cfg)}"
+        described.append(str(local))
+    advice = f"looked in {' and '.join(described)}. {_fetch_advice(clip_model, tag, cfg)}"
     return WeightsStatus(clip_model, tag, "download", searched=tuple(searched), advice=advice, tag=cfg)
 
 

@@ -3,7 +3,8 @@
 Each clip is a frame folder or a video file, given relative to the description file's
 folder (or absolute), with a label that is a class name or a 0-based class id.
 
-CSV (header row required; ``#`` lines are comments; an optional ``# classes: a, b, c``
+CSV (header row required: a path column ``path``/``clip``/``source``, ``label``, optionally
+``split``, ``fold``, ``subject``; ``#`` lines are comments; an optional ``# classes: a, b, c``
 comment lists the classes in order)::
 
     # classes: happiness, sadness, neutral

@@ -34,8 +34,6 @@ __all__ = ["MissingWeights", "WeightsStatus", "check_weights", "require_weights"
 PROBE_TIMEOUT_S = 2.0
 """Seconds the network probe waits for a connection to the hub (or the HTTPS proxy)."""
 
-SET_FILE = "--set model.pretrained=/path/to/file"
-
 
 class MissingWeights(DferbenchError, FileNotFoundError):
     """Pretrained weights that are not on this machine and cannot be fetched now."""
@@ -70,7 +68,9 @@ class WeightsStatus:
         """The file that will be loaded, or the places searched, for tables."""
         if self.source == "random":
             return "(random weights)"
-        return str(self.path) if self.path else "not in " + " nor ".join(self.searched)
+        if self.path:
+            return str(self.path)
+        return "not in " + " nor ".join(self.searched) if self.searched else "-"
 
 
 def hf_cache_dir() -> Path:
@@ -106,12 +106,12 @@ def _fetch_advice(clip_model: str, tag: str, cfg: Mapping[str, Any]) -> str:
     if cfg.get("hf_hub"):
         repo, files = _hub_files(cfg["hf_hub"])
         return (f"On a machine with internet run `hf download {repo} {files[0]} --local-dir clip-weights` "
-                f"and bring the file here: {SET_FILE.replace('file', 'clip-weights/' + files[0])} (or run "
+                f"and bring the file here: --set model.pretrained=/path/to/clip-weights/{files[0]} (or run "
                 f"`{python}` there and copy its ~/.cache/huggingface/hub/models--{repo.replace('/', '--')} "
                 f"into {hf_cache_dir()})")
     name = os.path.basename(urlparse(cfg.get("url", "")).path)
     return (f"On a machine with internet run `curl -L -o {name} {cfg.get('url', '')}` and bring the file here: "
-            f"{SET_FILE.replace('file', name)}")
+            f"--set model.pretrained=/path/to/{name}")
 
 
 def _registered(clip_model: str, tag: str) -> WeightsStatus | None:
@@ -164,8 +164,8 @@ def check_weights(clip_model: str, pretrained: str | os.PathLike | None, *, hint
     return WeightsStatus(clip_model, tag, "missing", searched=(str(path.resolve()),), advice=(
         f"pretrained weights for {clip_model!r} not found: {tag!r} is neither an existing file (checked "
         f"{path.resolve()}) nor an open_clip pretrained tag of this model (known tags: {', '.join(tags) or 'none'})"
-        + (f"; {hint}" if hint else f"; point at a weights file with {SET_FILE}, or set model.pretrained=\"\" "
-           "for random weights")))
+        + (f"; {hint}" if hint else "; point at a weights file with --set model.pretrained=/path/to/file, "
+           "or set model.pretrained=\"\" for random weights")))
 
 
 def _check_tag(clip_model: str, tag: str, cfg: Mapping[str, Any]) -> WeightsStatus:

@@ -27,6 +27,9 @@ from dferbench.models.torch_checkpoint import read_torchscript_tensors
 from dferbench.models.weights import MissingWeights, check_weights, require_weights
 from dferbench.run import runner
 
+# Writing TorchScript archives (as OpenAI's file is) uses torch.jit, deprecated in favour of torch.export.
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
+
 TINY = "dferbench-test-tiny"
 OPENAI_REPO = "timm/vit_base_patch32_clip_224.openai"  # open_clip 3.3's hf-hub entry of ViT-B-32 "openai"
 

@@ -160,7 +160,8 @@ def evaluate(model: str | None, dataset: str, checkpoint: str | Path, *, folds: 
     info = loaded.info
     echo(loaded.message)
     fixed = [f"data.{key}={json.dumps(getattr(info, key))}" for key in ("num_frames", "image_size", "normalize")]
-    plan = runner.plan(info.model, dataset, overrides=fixed + list(overrides), folds=folds or [1], device=device)
+    plan = runner.plan(info.model, dataset, overrides=fixed + list(overrides), folds=folds or [1], device=device,
+                       weights=False)  # the checkpoint holds the CLIP weights
     plan.run_name = f"{info.model}[checkpoint={Path(checkpoint).name}]"
     return runner.run_plan(plan, output=output, echo=echo, fixed_network=(loaded.network, info.class_texts))
 

@@ -485,6 +485,10 @@ def list_cmd(what) -> None:
     click.echo(tabulate(rows, headers=["name", "plugin", "description"]))
 
 
+from dferbench.cli.weights import weights as _weights  # noqa: E402  (its own module)
+
+cli.add_command(_weights)
+
 from dferbench.cli.predict import predict as _predict  # noqa: E402
 
 cli.add_command(_predict)

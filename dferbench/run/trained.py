@@ -72,7 +72,7 @@ def _settings(model: str, dataset: str, overrides: Sequence[str]) -> dict[str, d
     """The effective config of ``model`` on ``dataset`` with ``overrides`` (no data is read)."""
     from dferbench.run import runner
 
-    return runner.plan(model, dataset, overrides=list(overrides)).config
+    return runner.plan(model, dataset, overrides=list(overrides), weights=False).config  # the file has the weights
 
 
 def _own(path: Path, info: CheckpointInfo, model: str | None, dataset: str | None, overrides: Sequence[str],

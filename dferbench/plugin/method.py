@@ -58,9 +58,26 @@ class Monitor:
     test_clips: ClipSet | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     progress: bool = False
+    # Filled by the runner; the defaults (a direct caller's) keep nothing on disk and print nothing.
+    unit: str = ""  # "dferclip on synthetic fold 1 seed 1", for messages
+    echo: Callable[[str], None] | None = None  # one line per epoch, resume notes
+    history_path: Path | None = None  # per-epoch rows as JSON lines, written as they happen
+    state_path: Path | None = None  # resumable training state, rewritten after every epoch
+    tensorboard_dir: Path | None = None  # TensorBoard event files
+    config_hash: str = ""  # a state saved under another config is not resumed
+    keep_state: bool = False  # keep the state file when the unit has finished
 
     def log(self, **row: Any) -> None:
         self.history.append(row)
+
+    def note(self, message: str) -> None:
+        if self.echo is not None:
+            self.echo(message)
+
+    def finished(self) -> None:
+        """The unit's result is saved: its training state is no longer needed."""
+        if self.state_path is not None and not self.keep_state:
+            self.state_path.unlink(missing_ok=True)
 
 
 class Method(Protocol):

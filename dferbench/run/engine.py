@@ -211,7 +211,7 @@ def train_module(
             n = 0
             bar = progress(stream.epoch(epoch), desc=f"epoch {epoch + 1}/{epochs}", total=len(stream),
                            enabled=show_bar)
-            shown = started
+            shown = -float("inf")
             for step, (video, labels, _, global_size) in enumerate(bar, 1):
                 scale = len(labels) * world / global_size
                 loss = train_step(net, optimizer, video, labels, device=device, precision=precision,

@@ -116,10 +116,13 @@ def load_state(path: Path, module: nn.Module, optimizer: torch.optim.Optimizer, 
     Raises :class:`UnusableState` (and changes nothing) when the file cannot be read or
     belongs to another training: another config hash, seed or epoch count, other
     trainable tensors, other optimiser groups."""
+    if path.stat().st_size == 0:
+        raise UnusableState("it cannot be read (the file is empty)")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated by hand, not a torch file, pickled code
-        raise UnusableState(f"it cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
+    except Exception as exc:  # not a torch file, truncated by hand, pickled code
+        first = (str(exc).strip().splitlines() or [""])[0][:120]
+        raise UnusableState(f"it cannot be read ({type(exc).__name__}{': ' + first if first else ''})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise UnusableState(f"it is not a dferbench training state of format {FORMAT}")
     theirs = blob["key"]

@@ -214,3 +214,48 @@ def test_a_killed_unit_resumes_to_the_same_predictions(tmp_path, model, extra):
     result = json.loads((unit / "fold1-seed1.json").read_text())
     assert numbers(result["history"]) == numbers(json.loads((whole_unit / "fold1-seed1.json").read_text())["history"])
     assert result["fit"]["resumed_after_epoch"] == 2
+
+
+def test_slurm_jobs_requeue_the_same_unit():
+    from dferbench.run import sweep
+
+    pytest.importorskip("submitit", reason="the slurm executor needs submitit (pip install 'dferbench[slurm]')")
+    unit = sweep.Unit("dferclip", "synthetic", 1, 1)
+    again = sweep.RequeuedUnit().checkpoint(unit)  # what submitit submits when SLURM preempts the job
+    assert isinstance(again.function, sweep.RequeuedUnit) and again.args == (unit,) and not again.kwargs
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+@pytest.mark.slow
+def test_a_preempted_slurm_unit_is_requeued_and_resumes(tmp_path, monkeypatch):
+    import time
+
+    from dferbench.run import sweep
+
+    pytest.importorskip("submitit", reason="the slurm executor needs submitit (pip install 'dferbench[slurm]')")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    overrides = [o for o in TINY if o != "--set"] + ["train.epochs=4"]
+    rows = {}
+    for name in ("whole", "preempted"):
+        rows[name] = sweep.sweep(["dferclip"], ["synthetic"], folds=[1], overrides=overrides, output=tmp_path / name,
+                                 device="cpu", executor="slurm", cluster="local", time_min=10, cpus_per_task=1,
+                                 wait=False, echo=lambda m: None)
+    deadline = time.monotonic() + 240
+    while not list((tmp_path / "preempted").glob("synthetic/*/fold1-seed1.state.pt")):  # epoch 1 of 4 finished
+        assert time.monotonic() < deadline, "the job never finished an epoch"
+        time.sleep(0.02)
+    controller = int(rows["preempted"][0]["job"])
+    (task,) = _children(controller)
+    os.kill(task, signal.SIGUSR2)  # what SLURM sends before preempting (submitit's signal)
+    while len(results := sorted(tmp_path.glob("*/synthetic/*/fold1-seed1.json"))) < 2:
+        assert time.monotonic() < deadline, "the requeued unit never finished"
+        time.sleep(0.2)
+    preempted, whole = sorted(results, key=lambda p: p.relative_to(tmp_path).parts[0])
+    log = "".join(p.read_text() for p in (tmp_path / "preempted/.sweep/slurm").rglob("*.err"))
+    assert "resuming dferclip" in log and "after epoch" in log
+    assert json.loads(preempted.read_text())["fit"]["resumed_after_epoch"] >= 1
+    assert whole.with_suffix(".predictions.csv").read_bytes() == preempted.with_suffix(".predictions.csv").read_bytes()

@@ -259,3 +259,51 @@ def test_a_preempted_slurm_unit_is_requeued_and_resumes(tmp_path, monkeypatch):
     assert "resuming dferclip" in log and "after epoch" in log
     assert json.loads(preempted.read_text())["fit"]["resumed_after_epoch"] >= 1
     assert whole.with_suffix(".predictions.csv").read_bytes() == preempted.with_suffix(".predictions.csv").read_bytes()
+
+
+def _ray_worker_running_unit(variable: str) -> int | None:
+    """The PID of the Ray worker of this test (``variable`` in its environment: the Ray
+    instance it started) that runs a unit (Ray titles it ``ray::run_unit``)."""
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if (proc / "cmdline").read_bytes().startswith(b"ray::run_unit") and \
+                        variable.encode() in (proc / "environ").read_bytes().split(b"\0"):
+                    return int(proc.name)
+            except OSError:
+                continue
+    return None
+
+
+@pytest.mark.slow
+def test_a_ray_unit_whose_worker_dies_runs_again_and_resumes(tmp_path, monkeypatch):
+    import time
+
+    from dferbench.run import sweep
+
+    pytest.importorskip("ray", reason="the ray executor needs ray (pip install 'dferbench[ray]')")
+    marker = f"DFERBENCH_TEST_UNIT={tmp_path}"  # DFERBENCH_* variables travel with the Ray tasks
+    monkeypatch.setenv(*marker.split("=", 1))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    overrides = [o for o in TINY if o != "--set"] + ["train.epochs=4"]
+    killed = []
+
+    def kill_after_epoch_1():
+        deadline = time.monotonic() + 240
+        while not list(tmp_path.glob("synthetic/*/fold1-seed1.state.pt")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        pid = _ray_worker_running_unit(marker)
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)  # the Ray worker running this unit: a node lost to preemption
+            killed.append(pid)
+
+    import threading
+
+    killer = threading.Thread(target=kill_after_epoch_1, daemon=True)
+    killer.start()
+    rows = sweep.sweep(["dferclip"], ["synthetic"], folds=[1], overrides=overrides, output=tmp_path, device="cpu",
+                       executor="ray", num_cpus=1, echo=lambda m: None)
+    killer.join()
+    assert killed and [r["status"] for r in rows] == ["done"], rows
+    result = json.loads(next(tmp_path.glob("synthetic/*/fold1-seed1.json")).read_text())
+    assert result["fit"]["resumed_after_epoch"] >= 1

@@ -16,6 +16,7 @@ import contextlib
 import os
 import random
 import time
+from functools import partial
 from typing import Any, Callable
 
 import numpy as np
@@ -193,7 +194,6 @@ def train_module(
     net = wrap_for_training(module, device, compile=compile)
     stream = train.batches(train=True, batch_size=batch_size, device=device, seed=seed, drop_last=drop_last,
                            rank=rank, world=world)
-    sync_every_step = device == "cpu" and world == 1  # free on the CPU: stop at the first bad step
     main = rank == 0
     log = TrainingLog(epochs=epochs, history_path=monitor.history_path if main else None,
                       echo=monitor.echo if main else None, tensorboard_dir=monitor.tensorboard_dir if main else None,
@@ -206,29 +206,12 @@ def train_module(
             started = time.perf_counter()
             lrs = [float(g["lr"]) for g in optimizer.param_groups]
             module.train()
-            total = torch.zeros((), dtype=torch.float64, device=device)
-            bad = torch.zeros((), dtype=torch.float64, device=device)
-            n = 0
             bar = progress(stream.epoch(epoch), desc=f"epoch {epoch + 1}/{epochs}", total=len(stream),
                            enabled=show_bar)
-            shown = -float("inf")
-            for step, (video, labels, _, global_size) in enumerate(bar, 1):
-                scale = len(labels) * world / global_size
-                loss = train_step(net, optimizer, video, labels, device=device, precision=precision,
-                                  loss_fn=loss_fn, loss_scale=scale)
-                if sync_every_step and not torch.isfinite(loss):
-                    raise DferbenchError(f"training loss became {loss.item()} at epoch {epoch + 1}: "
-                                         "lower the learning rate")
-                total += loss.double() * len(labels)
-                bad += (~torch.isfinite(loss)).double()
-                n += len(labels)
-                if show_bar and time.perf_counter() - shown > 0.5:  # a host sync at most twice a second
-                    shown = time.perf_counter()
-                    bar.set_postfix_str(_bar_text(total.item() / max(n, 1), lrs, state.history, epoch, epochs,
-                                                  shown - started, step / len(stream)))
-            total_sum, bad_sum, n_sum = dist.all_reduce_sum([total.item(), bad.item(), float(n)], device)
-            if bad_sum or not np.isfinite(total_sum):
-                raise DferbenchError(f"training loss became non-finite in epoch {epoch + 1}: lower the learning rate")
+            postfix = partial(_bar_text, lrs=lrs, pace=_mean_seconds(state.history),
+                              later=epochs - epoch - 1) if show_bar else None
+            total_sum, n_sum = _train_epoch(net, optimizer, bar, len(stream), device=device, precision=precision,
+                                            loss_fn=loss_fn, world=world, epoch=epoch, postfix=postfix)
             if scheduler is not None:
                 scheduler.step()
             row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total_sum / max(n_sum, 1), "lr": lrs}
@@ -258,7 +241,7 @@ def train_module(
     info = {
         "epochs": epochs,
         "selected_epoch": state.best_epoch if state.best_weights is not None else epochs,
-        "seconds_per_epoch": sum(r["seconds"] for r in state.history) / max(len(state.history), 1),
+        "seconds_per_epoch": _mean_seconds(state.history) or 0.0,
         "precision": effective_precision(device, precision),
         "data_pipeline": stream.pipeline,
         "data_workers": stream.workers,
@@ -270,6 +253,35 @@ def train_module(
         info.update(resumed_after_epoch=resumed_after, state_bytes=state_bytes,
                     state_seconds_per_epoch=state_seconds / max(epochs - resumed_after, 1))
     return info
+
+
+def _train_epoch(net: nn.Module, optimizer: torch.optim.Optimizer, batches: Any, n_batches: int, *, device: str,
+                 precision: str, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], world: int,
+                 epoch: int, postfix: Callable[[float, float, float], str] | None) -> tuple[float, float]:
+    """One pass over ``batches``; returns (summed loss x clips, clips) over all ranks.
+    ``postfix(running loss, seconds so far, fraction done)`` feeds the progress bar."""
+    sync_every_step = device == "cpu" and world == 1  # free on the CPU: stop at the first bad step
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    bad = torch.zeros((), dtype=torch.float64, device=device)
+    n = 0
+    started = shown = time.perf_counter()
+    for step, (video, labels, _, global_size) in enumerate(batches, 1):
+        scale = len(labels) * world / global_size
+        loss = train_step(net, optimizer, video, labels, device=device, precision=precision,
+                          loss_fn=loss_fn, loss_scale=scale)
+        if sync_every_step and not torch.isfinite(loss):
+            raise DferbenchError(f"training loss became {loss.item()} at epoch {epoch + 1}: "
+                                 "lower the learning rate")
+        total += loss.double() * len(labels)
+        bad += (~torch.isfinite(loss)).double()
+        n += len(labels)
+        if postfix is not None and (step == 1 or time.perf_counter() - shown > 0.5):  # a host sync twice a second
+            shown = time.perf_counter()
+            batches.set_postfix_str(postfix(total.item() / max(n, 1), shown - started, step / n_batches))
+    total_sum, bad_sum, n_sum = dist.all_reduce_sum([total.item(), bad.item(), float(n)], device)
+    if bad_sum or not np.isfinite(total_sum):
+        raise DferbenchError(f"training loss became non-finite in epoch {epoch + 1}: lower the learning rate")
+    return total_sum, n_sum
 
 
 def _resume(monitor: Monitor, module: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, *,
@@ -302,11 +314,15 @@ def _resume(monitor: Monitor, module: nn.Module, optimizer: torch.optim.Optimize
     return state
 
 
-def _bar_text(loss: float, lrs: list[float], done: list[dict[str, Any]], epoch: int, epochs: int,
-              elapsed: float, fraction: float) -> str:
-    """Progress-bar postfix: running loss of the epoch, learning rates, time left in all
-    (the rest of this epoch, then the later epochs at the mean pace of the finished ones)."""
+def _mean_seconds(rows: list[dict[str, Any]]) -> float | None:
+    return sum(r["seconds"] for r in rows) / len(rows) if rows else None
+
+
+def _bar_text(loss: float, elapsed: float, fraction: float, *, lrs: list[float], pace: float | None,
+              later: int) -> str:
+    """Progress-bar postfix: the epoch's running loss, the learning rates and the time left
+    in all: the rest of this epoch (``fraction`` done in ``elapsed`` s), then ``later``
+    epochs at ``pace`` s each (the finished epochs' mean; this epoch's pace before any)."""
     this_epoch = elapsed / fraction
-    per_epoch = sum(r["seconds"] for r in done) / len(done) if done else this_epoch
-    left = this_epoch - elapsed + per_epoch * (epochs - epoch - 1)
+    left = this_epoch - elapsed + (pace if pace is not None else this_epoch) * later
     return f"loss {loss:.4g}  lr {'/'.join(f'{lr:.3g}' for lr in lrs)}  eta {format_duration(left)}"

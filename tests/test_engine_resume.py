@@ -307,3 +307,59 @@ def test_a_ray_unit_whose_worker_dies_runs_again_and_resumes(tmp_path, monkeypat
     assert killed and [r["status"] for r in rows] == ["done"], rows
     result = json.loads(next(tmp_path.glob("synthetic/*/fold1-seed1.json")).read_text())
     assert result["fit"]["resumed_after_epoch"] >= 1
+
+
+DDP_SCRIPT = """
+import os, sys
+from pathlib import Path
+import numpy as np, torch
+from dferbench.run import distributed as dist
+from dferbench.run import engine
+from dferbench.data.loader import ClipSet
+from dferbench.data.records import ClipRecord
+from dferbench.plugin.method import Monitor
+sys.path.insert(0, os.environ["TESTS_DIR"])
+from conftest import MeanBrightness, ToyReader
+
+dist.init_from_env("cpu")
+real = engine.save_state
+def save_then_die(path, state, *args, **kwargs):
+    size = real(path, state, *args, **kwargs)
+    if state.epoch == int(os.environ.get("STOP_AFTER", "0")):
+        os._exit(9)  # rank 0 dies; torchrun ends the other rank
+    return size
+engine.save_state = save_then_die
+records = [ClipRecord(f"clip-{i}", f"toy:{i}", 5 + i % 9, i % 3) for i in range(40)]
+train = ClipSet("toy", records[:29], ToyReader(), num_frames=4, image_size=8, augmentation="dfew")
+test = ClipSet("toy", records[29:], ToyReader(), num_frames=4, image_size=8)
+torch.manual_seed(0)
+module = MeanBrightness(3)
+optimizer = torch.optim.SGD(module.parameters(), lr=0.5, momentum=0.9)
+out = Path(sys.argv[1])
+monitor = Monitor("best_on_test", test_clips=test, state_path=out / "state.pt", echo=print)
+engine.train_module(module, optimizer, None, train, monitor, epochs=3, batch_size=8, device="cpu", seed=1,
+                    eval_batch_size=4)
+np.save(out / f"rank{dist.rank_world()[0]}.npy", engine.predict_module(module, test, batch_size=4, device="cpu"))
+"""
+
+
+@pytest.mark.slow
+def test_a_torchrun_job_resumes_on_every_rank(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(DDP_SCRIPT)
+
+    def torchrun(out: Path, stop_after: int = 0) -> subprocess.CompletedProcess:
+        out.mkdir(exist_ok=True)
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "STOP_AFTER": str(stop_after), "TESTS_DIR": str(ROOT / "tests")}
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+               "--master-port", str(29500 + (os.getpid() + stop_after) % 1000), str(script), str(out)]
+        return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+    whole = torchrun(tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    assert torchrun(tmp_path / "cut", stop_after=2).returncode != 0
+    again = torchrun(tmp_path / "cut")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("resuming training after epoch 2/3") == 1  # said once, by rank 0
+    for rank in (0, 1):
+        assert np.array_equal(np.load(tmp_path / f"cut/rank{rank}.npy"), np.load(tmp_path / f"whole/rank{rank}.npy"))

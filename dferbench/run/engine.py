@@ -306,11 +306,10 @@ def _resume(monitor: Monitor, module: nn.Module, optimizer: torch.optim.Optimize
             raise DferbenchError(f"the training state {path} is usable by some processes of this job but not by "
                                  f"others ({next(p for p in problems if p)}): put --output on a file system that "
                                  "every process sees")
-    unit = monitor.unit or "training"
-    if problem:
-        monitor.note(f"note  not resuming {unit} from {path}: {problem}; starting at epoch 1")
-    else:
-        monitor.note(f"resuming {unit} after epoch {state.epoch}/{epochs} (training state {path})")
+    if rank == 0:  # one line per job, as for the epochs
+        unit = monitor.unit or "training"
+        monitor.note(f"note  not resuming {unit} from {path}: {problem}; starting at epoch 1" if problem else
+                     f"resuming {unit} after epoch {state.epoch}/{epochs} (training state {path})")
     return state
 
 

@@ -52,6 +52,10 @@ class Monitor:
     ``test_clips``: the method evaluates after each epoch and keeps the weights of the
     epoch with the best test WAR (the paper's protocol). With ``last_epoch`` it keeps
     the final weights and never sees the test clips while training.
+
+    The runner also says where the unit's training reports and saves itself (see
+    :func:`dferbench.run.engine.train_module`, which reads these fields): one
+    ``train_module`` call per monitor, since its state file is that training's.
     """
 
     selection: str

@@ -35,6 +35,12 @@ each clip counts, so all resamples are one product ``counts [R, N] @ contributio
 the counts coming from one ``bincount`` of (resample, draw) codes per stratum. The paired
 permutation test flips the sign of each clip's a-minus-b contribution: ``signs [R, N] @ d
 [N]``. No Python loop runs over resamples; memory is ``R x`` (clips of the largest stratum).
+
+Every such product goes through :func:`_weighted_sums`, which gives the same bits on every
+CPU, BLAS build and thread count (a plain float matmul sums in an order that depends on
+them, and one last bit can flip a printed digit where a number sits on a rounding
+boundary, as rationals with small denominators often do): committed leaderboards are
+compared byte for byte.
 """
 
 from __future__ import annotations
@@ -223,8 +229,35 @@ class _Clips:
             n = len(cols)
             draws = rng.integers(0, n, size=(n_resamples, n))
             counts = np.bincount((draws + n * offsets).ravel(), minlength=n_resamples * n)
-            out += counts.reshape(n_resamples, n).astype(np.float64) @ values[cols]
+            out += _weighted_sums(counts.reshape(n_resamples, n).astype(np.float64), values[cols])
         return out
+
+
+def _weighted_sums(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``counts [R, n] @ values [n, K]`` for integer-valued ``counts``, bit-identical everywhere.
+
+    Each column's distinct nonzero values are tallied exactly (``counts @ one-hot`` holds
+    only integers below 2**53, so any summation order gives the same result), then the
+    sum is taken value by value in ascending order with elementwise arithmetic: the same
+    operations in the same order on every machine. Contributions take few distinct
+    values (one weight per fold and class), so the one-hot matrix stays small.
+    """
+    out = np.zeros((counts.shape[0], values.shape[1]))
+    terms = []  # (column, value, one-hot column)
+    for k in range(values.shape[1]):
+        distinct, which = np.unique(values[:, k], return_inverse=True)
+        terms += [(k, v, which.ravel() == j) for j, v in enumerate(distinct) if v != 0]
+    if not terms:
+        return out
+    tallies = counts @ np.stack([mask for _, _, mask in terms], axis=1).astype(np.float64)  # [R, terms]
+    for t, (k, v, _) in enumerate(terms):
+        out[:, k] += v * tallies[:, t]
+    return out
+
+
+def _total(values: np.ndarray) -> np.ndarray:
+    """Column sums ``[K]`` of ``values [n, K]``, in the same order of operations as a resample."""
+    return _weighted_sums(np.ones((1, len(values))), values)[0]
 
 
 def _check_metric(metric: str) -> None:
@@ -257,9 +290,9 @@ def _permutation_p(diff: np.ndarray, n_resamples: int, rng: np.random.Generator)
     ``(1 + #{|flipped| >= |observed|}) / (1 + n_resamples)``: the Monte Carlo permutation
     p-value, valid at every ``n_resamples`` (Phipson & Smyth 2010)."""
     d = diff[diff != 0]  # a zero contribution flips to itself
-    observed = abs(d.sum())
+    observed = abs(_total(d[:, None])[0])
     signs = 1.0 - 2.0 * rng.integers(0, 2, size=(n_resamples, len(d)), dtype=np.int8)
-    flipped = np.abs(signs @ d)
+    flipped = np.abs(_weighted_sums(signs, d[:, None])[:, 0])
     tolerance = 1e-9 * max(1.0, observed)  # equal sums added in another order
     return float((1 + np.count_nonzero(flipped >= observed - tolerance)) / (1 + n_resamples))
 
@@ -322,7 +355,8 @@ def paired_row_test(units_a: Sequence[Unit], units_b: Sequence[Unit], metric: st
     draws = clips.bootstrap((a - b)[:, None], n_resamples, boot_rng)
     low, high = _percentiles(draws[:, 0], confidence)
     return PairedTest(
-        a=float(a.sum()), b=float(b.sum()), difference=float((a - b).sum()), ci=(float(low), float(high)),
+        a=float(_total(a[:, None])[0]), b=float(_total(b[:, None])[0]), difference=float(_total((a - b)[:, None])[0]),
+        ci=(float(low), float(high)),
         p_value=_permutation_p(a - b, n_resamples, perm_rng), n_resamples=n_resamples,
         method=f"paired permutation test ({n_resamples} random swaps of a/b per test clip, all seeds of its fold "
                f"together; two-sided); "
@@ -349,7 +383,7 @@ def per_class_recall_ci(units: Sequence[Unit], n_classes: int, n_resamples: int 
     values = clips.recall_contributions("row", n_classes)
     low, high = _percentiles(clips.bootstrap(values, n_resamples, _rngs(seed)[0]), confidence)
     present = np.bincount(clips.labels, minlength=n_classes) > 0
-    recall = values.sum(axis=0)
+    recall = _total(values)
     return [(float(recall[c]), float(low[c]), float(high[c])) if present[c] else None for c in range(n_classes)]
 
 

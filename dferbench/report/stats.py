@@ -50,7 +50,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from dferbench.report import metrics
 from dferbench.errors import DferbenchError, unknown_name
 
 METRICS = ("uar", "war")
@@ -115,6 +114,16 @@ class VarianceComponents:
     n_folds: int
     n_units: int
     note: str
+
+
+@dataclass(frozen=True)
+class RowIntervals:
+    """What :func:`row_intervals` gives for one row (percent; the rank among the rows given)."""
+
+    uar: tuple[float, float]
+    war: tuple[float, float]
+    recall: list[tuple[float, float, float] | None]  #: per class (recall, low, high); None: no test clip
+    rank: tuple[int, int]  #: (best, worst) UAR rank, 1 = highest
 
 
 @dataclass(frozen=True)
@@ -236,28 +245,54 @@ class _Clips:
 def _weighted_sums(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
     """``counts [R, n] @ values [n, K]`` for integer-valued ``counts``, bit-identical everywhere.
 
-    Each column's distinct nonzero values are tallied exactly (``counts @ one-hot`` holds
-    only integers below 2**53, so any summation order gives the same result), then the
-    sum is taken value by value in ascending order with elementwise arithmetic: the same
-    operations in the same order on every machine. Contributions take few distinct
-    values (one weight per fold and class), so the one-hot matrix stays small.
+    Each column's distinct values are tallied exactly (``counts @ one-hot`` holds only
+    integers below 2**53, so any summation order gives the same result), then summed value
+    by value in ascending order with elementwise arithmetic: the same operations in the
+    same order on every machine. Contributions take few distinct values per column (one
+    weight per fold and class of a stratum), so the one-hot matrix stays small.
     """
-    out = np.zeros((counts.shape[0], values.shape[1]))
-    terms = []  # (column, value, one-hot column)
-    for k in range(values.shape[1]):
-        distinct, which = np.unique(values[:, k], return_inverse=True)
-        terms += [(k, v, which.ravel() == j) for j, v in enumerate(distinct) if v != 0]
-    if not terms:
+    live = np.flatnonzero(values.any(axis=0))  # a column of zeros sums to exactly zero
+    out = np.zeros((len(counts), values.shape[1]))
+    if len(values) == 0 or len(live) == 0:
         return out
-    tallies = counts @ np.stack([mask for _, _, mask in terms], axis=1).astype(np.float64)  # [R, terms]
-    for t, (k, v, _) in enumerate(terms):
-        out[:, k] += v * tallies[:, t]
+    values = values[:, live]
+    n, k = values.shape
+    order = np.argsort(values, axis=0, kind="stable")
+    ascending = np.take_along_axis(values, order, axis=0)
+    rank = np.cumsum(np.vstack([np.zeros((1, k), bool), ascending[1:] != ascending[:-1]]), axis=0)  # [n, K]
+    m = int(rank.max()) + 1  # most distinct values in a column
+    table = np.zeros((k, m))  # [K, m]: each column's distinct values, ascending, zero-padded
+    table[np.arange(k)[None, :], rank] = ascending
+    code = np.empty_like(rank)
+    np.put_along_axis(code, order, rank, axis=0)
+    onehot = np.zeros((n, k * m))
+    onehot[np.arange(n)[:, None], np.arange(k) * m + code] = 1.0
+    tallies = (counts @ onehot).reshape(len(counts), k, m)  # exact integers
+    sums = np.zeros((len(counts), k))
+    for j in range(m):  # a padded value has no tally and adds an exact zero
+        sums += table[:, j] * tallies[:, :, j]
+    out[:, live] = sums
     return out
 
 
 def _total(values: np.ndarray) -> np.ndarray:
     """Column sums ``[K]`` of ``values [n, K]``, in the same order of operations as a resample."""
     return _weighted_sums(np.ones((1, len(values))), values)[0]
+
+
+def score(y_true: Sequence[int], y_pred: Sequence[int], metric: str = "uar") -> float:
+    """UAR or WAR in percent of one prediction set (class ids ``[N]``): the numbers of
+    :func:`dferbench.report.metrics.uar` and ``war``, in numpy alone, so that reports that
+    only read predictions never import scikit-learn (a second of start-up)."""
+    _check_metric(metric)
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    correct = y_true == y_pred
+    if metric == "war":
+        return 100.0 * float(correct.mean())
+    support = np.bincount(y_true)
+    hits = np.bincount(y_true[correct], minlength=len(support))
+    present = support > 0
+    return 100.0 * float((hits[present] / support[present]).mean())
 
 
 def _check_metric(metric: str) -> None:
@@ -342,15 +377,7 @@ def paired_row_test(units_a: Sequence[Unit], units_b: Sequence[Unit], metric: st
     DferbenchError, as do units of one fold that score different clips.
     """
     _check(metric, n_resamples, confidence)
-    keys_a = {(u.fold, u.seed) for u in units_a}
-    keys_b = {(u.fold, u.seed) for u in units_b}
-    if keys_a != keys_b:
-        alone = sorted((k, "a") for k in keys_a - keys_b) + sorted((k, "b") for k in keys_b - keys_a)
-        listed = ", ".join(f"fold {f} seed {s} only in {side}" for (f, s), side in alone[:4])
-        raise DferbenchError(f"the two rows are not scored on the same units ({listed}"
-                             f"{', ...' if len(alone) > 4 else ''}): run the missing units or compare other rows")
-    clips = _Clips({"a": units_a, "b": units_b})
-    a, b = clips.contributions("a", metric), clips.contributions("b", metric)
+    clips, a, b = _paired(units_a, units_b, metric)
     boot_rng, perm_rng = _rngs(seed)
     draws = clips.bootstrap((a - b)[:, None], n_resamples, boot_rng)
     low, high = _percentiles(draws[:, 0], confidence)
@@ -361,6 +388,28 @@ def paired_row_test(units_a: Sequence[Unit], units_b: Sequence[Unit], metric: st
         method=f"paired permutation test ({n_resamples} random swaps of a/b per test clip, all seeds of its fold "
                f"together; two-sided); "
                f"{confidence:.0%} interval: stratified paired bootstrap, percentile")
+
+
+def _paired(units_a: Sequence[Unit], units_b: Sequence[Unit], metric: str) -> tuple[_Clips, np.ndarray, np.ndarray]:
+    """The clips of two rows scored on the same units, and each row's contributions ``[N]``."""
+    keys_a = {(u.fold, u.seed) for u in units_a}
+    keys_b = {(u.fold, u.seed) for u in units_b}
+    if keys_a != keys_b:
+        alone = sorted((k, "a") for k in keys_a - keys_b) + sorted((k, "b") for k in keys_b - keys_a)
+        listed = ", ".join(f"fold {f} seed {s} only in {side}" for (f, s), side in alone[:4])
+        raise DferbenchError(f"the two rows are not scored on the same units ({listed}"
+                             f"{', ...' if len(alone) > 4 else ''}): run the missing units or compare other rows")
+    clips = _Clips({"a": units_a, "b": units_b})
+    return clips, clips.contributions("a", metric), clips.contributions("b", metric)
+
+
+def paired_p_value(units_a: Sequence[Unit], units_b: Sequence[Unit], metric: str = "uar", n_resamples: int = 1000,
+                   seed: int = 0) -> float:
+    """The ``p_value`` of :func:`paired_row_test` with the same arguments, bit for bit, without
+    the bootstrap interval of the difference (for many tests where only the p-value is shown)."""
+    _check(metric, n_resamples, 0.95)
+    _, a, b = _paired(units_a, units_b, metric)
+    return _permutation_p(a - b, n_resamples, _rngs(seed)[1])
 
 
 def paired_test(y_true: Sequence[int], pred_a: Sequence[int], pred_b: Sequence[int], metric: str = "uar",
@@ -399,11 +448,47 @@ def rank_intervals(rows: Mapping[str, Sequence[Unit]], metric: str = "uar", n_re
     clips = _Clips(rows)
     values = np.stack([clips.contributions(name, metric) for name in rows], axis=1)
     draws = clips.bootstrap(values, n_resamples, _rngs(seed)[0])  # [R, rows]
+    return dict(zip(rows, _rank_interval(draws, confidence)))
+
+
+def _rank_interval(draws: np.ndarray, confidence: float) -> list[tuple[int, int]]:
+    """Per column of ``draws [R, rows]``: the ``(best, worst)`` rank interval; ties take the better rank."""
     ranks = 1 + (draws[:, None, :] > draws[:, :, None]).sum(axis=2)  # [R, rows]: rows scoring higher, plus one
     tail = (1 - confidence) / 2
     best = np.quantile(ranks, tail, axis=0, method="lower")
     worst = np.quantile(ranks, 1 - tail, axis=0, method="higher")
-    return {name: (int(lo), int(hi)) for name, lo, hi in zip(rows, best, worst)}
+    return [(int(lo), int(hi)) for lo, hi in zip(best, worst)]
+
+
+def row_intervals(rows: Mapping[str, Sequence[Unit]], n_classes: int, n_resamples: int = 1000,
+                  confidence: float = 0.95, seed: int = 0) -> dict[str, RowIntervals]:
+    """What a leaderboard shows of each row, from one stratified draw of clips shared by all rows.
+
+    Per row: the intervals of :func:`row_interval` (UAR and WAR), :func:`per_class_recall_ci`
+    and the UAR rank of :func:`rank_intervals` among ``rows``. Rows that score a fold must
+    score the same clips on it. Where the rows score the same folds, each number is the one
+    those functions give row by row with the same seed, bit for bit (the draws depend only
+    on the clips, and each column is summed on its own); here the clips are drawn once.
+    """
+    _check("uar", n_resamples, confidence)
+    clips = _Clips(rows)
+    if clips.labels.max() >= n_classes:
+        raise DferbenchError(f"class id {clips.labels.max()} in the test labels, but n_classes is {n_classes}")
+    blocks = [np.column_stack([clips.contributions(name, "uar"), clips.contributions(name, "war"),
+                               clips.recall_contributions(name, n_classes)]) for name in rows]
+    values = np.concatenate(blocks, axis=1)  # [N, rows x (2 + n_classes)]
+    draws = clips.bootstrap(values, n_resamples, _rngs(seed)[0]).reshape(n_resamples, len(rows), 2 + n_classes)
+    low, high = _percentiles(draws, confidence)  # [rows, 2 + n_classes] each
+    ranks = _rank_interval(draws[:, :, 0], confidence)
+    present = np.bincount(clips.labels, minlength=n_classes) > 0
+    out = {}
+    for r, name in enumerate(rows):
+        recall = _total(blocks[r][:, 2:])
+        out[name] = RowIntervals(
+            (float(low[r, 0]), float(high[r, 0])), (float(low[r, 1]), float(high[r, 1])),
+            [(float(recall[c]), float(low[r, 2 + c]), float(high[r, 2 + c])) if present[c] else None
+             for c in range(n_classes)], ranks[r])
+    return out
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -458,10 +543,9 @@ def variance_components(units: Sequence[Unit], metric: str = "uar") -> VarianceC
     _check_metric(metric)
     if not units:
         raise DferbenchError("no units to score")
-    score = {"uar": metrics.uar, "war": metrics.war}[metric]
     by_fold: dict[int, list[float]] = {}
     for unit in units:
-        by_fold.setdefault(unit.fold, []).append(score(unit.y_true, unit.y_pred))
+        by_fold.setdefault(unit.fold, []).append(score(unit.y_true, unit.y_pred, metric))
     groups = [np.asarray(v) for v in by_fold.values()]
     values = np.concatenate(groups)
     n, f = len(values), len(groups)

@@ -12,6 +12,8 @@ $(BIN)/dferbench: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_PINS) || $(BIN)/python -m pip install -q torch torchvision
 	$(BIN)/python -m pip install -q -e '.[test]'
+	# MTCNN for predict's face tests: facenet-pytorch pins torch<2.3, so it comes without its pins
+	$(BIN)/python -m pip install -q --no-deps facenet-pytorch==2.6.0 && $(BIN)/python -m pip install -q requests
 	touch $(BIN)/dferbench
 
 venv: $(BIN)/dferbench

@@ -11,9 +11,9 @@ refused, each named (:mod:`dferbench.report.inputs`), unless the caller skips th
 from __future__ import annotations
 
 import sys
-from statistics import fmean, stdev
 from pathlib import Path
-from typing import Any, Mapping
+from statistics import fmean, stdev
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -41,6 +41,10 @@ def _pm(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.2f}"
     return f"{fmean(values):.2f} ± {stdev(values):.2f}"
+
+
+def _png_name(row: Mapping[str, Any]) -> str:
+    return f"{_slug(row['run_name'])}--{row['selection']}.png"
 
 
 def has_temporal_model(result: Mapping[str, Any]) -> bool:
@@ -105,8 +109,8 @@ def known_datasets(results_dir: Path, out_dir: Path | None = None) -> list[str]:
     if not root.is_dir():
         return []
     skip = Path(out_dir).resolve() if out_dir is not None else None
-    return sorted(p.name for p in root.iterdir()
-                  if p.is_dir() and not p.name.startswith(".") and p.resolve() != skip and inputs.result_files(root, p.name))
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and p.resolve() != skip and inputs.result_files(root, p.name))
 
 
 def render(dataset: str, results_dir: Path, *, image_dir: str | None = None,
@@ -118,14 +122,15 @@ def render(dataset: str, results_dir: Path, *, image_dir: str | None = None,
     """
     results, skipped = inputs.checked_results(results_dir, dataset, skip_invalid)
     rows = aggregate(results)
-    return page(dataset, rows, published_rows(dataset), _relative(skipped, Path(results_dir)), image_dir, _slug), rows
+    image = (lambda row: f"{image_dir}/{_png_name(row)}") if image_dir else None
+    return page(dataset, rows, published_rows(dataset), _relative(skipped, Path(results_dir)), image), rows
 
 
 def summarize(dataset: str, results_dir: Path) -> str:
     """The first table of ``dataset``'s page (invalid result files skipped and listed): what a
     run prints when it finishes."""
     results, skipped = inputs.checked_results(results_dir, dataset, skip_invalid=True)
-    return summary(dataset, aggregate(results), _relative(skipped, results_dir))
+    return summary(dataset, aggregate(results), _relative(skipped, Path(results_dir)))
 
 
 def _relative(invalid: list[inputs.Invalid], results_dir: Path) -> list[str]:
@@ -133,7 +138,8 @@ def _relative(invalid: list[inputs.Invalid], results_dir: Path) -> list[str]:
 
 
 def build(results_dir: Path, out_dir: Path, datasets: list[str] | None = None, *, check: bool = False,
-          images: bool = True, skip_invalid: bool = False, echo=None) -> list[str]:
+          images: bool = True, skip_invalid: bool = False,
+          echo: Callable[[str], None] | None = None) -> list[str]:
     """Write (or with ``check``, compare) ``out_dir/<dataset>.md`` and the PNGs; return the written
     (or stale) page paths.
 
@@ -153,10 +159,11 @@ def build(results_dir: Path, out_dir: Path, datasets: list[str] | None = None, *
     invalid = [i for name in names for i in inputs.read_results(results_dir, name)[1]]
     if invalid and not skip_invalid:
         raise inputs.InvalidResults(invalid)
+    echo = echo or print
     for item in invalid:
-        (echo or print)(f"skipped {item}")
+        echo(f"skipped {item}")
     if invalid:
-        (echo or print)(f"skipped {len(invalid)} invalid result file{'s' * (len(invalid) > 1)}")
+        echo(f"skipped {len(invalid)} invalid result file{'s' * (len(invalid) > 1)}")
     touched = []
     for dataset in names:
         markdown, rows = render(dataset, results_dir, image_dir=dataset if images else None, skip_invalid=True)
@@ -175,7 +182,7 @@ def build(results_dir: Path, out_dir: Path, datasets: list[str] | None = None, *
 
 def _write_images(dataset: str, rows: list[dict[str, Any]], folder: Path) -> None:
     """One PNG per row; PNGs of rows that no longer exist are removed."""
-    wanted = {f"{_slug(r['run_name'])}--{r['selection']}.png": r for r in rows}
+    wanted = {_png_name(r): r for r in rows}
     for name, row in wanted.items():
         confusion_png(dataset, row, folder / name)
     if folder.is_dir():

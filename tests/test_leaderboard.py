@@ -98,6 +98,8 @@ def test_mean_and_sample_std_over_units_and_policies_apart(tmp_path):
                                                               ("m1", "best_on_test")]
     assert by[("m1", "best_on_test")]["not_worse_than_best"] == "best"  # the best of its own policy
     assert main_row(text, "m1", "best_on_test")[:1] + main_row(text, "m1", "best_on_test")[8:9] == ["1", "1 x 1"]
+    brief = leaderboard.summarize("dfew", tmp_path)  # what `dferbench run` prints: the first table alone
+    assert "| 1   | m1 " in brief and "### Details" not in brief and "Reported in papers" not in brief
 
 
 def test_intervals_marks_and_ranks_are_those_of_the_stats_module(tmp_path):

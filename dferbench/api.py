@@ -160,7 +160,8 @@ def evaluate(model: str, dataset: str, checkpoint: str | Path, *, folds: list[in
     checkpoint = Path(checkpoint)
     if not checkpoint.exists():
         raise DferbenchError(f"checkpoint {checkpoint} does not exist")
-    plan = runner.plan(model, dataset, overrides=list(overrides), folds=folds or [1], device=device)
+    plan = runner.plan(model, dataset, overrides=list(overrides), folds=folds or [1], device=device,
+                       weights=False)  # the checkpoint holds the CLIP weights
     if checkpoint.suffix == ".safetensors":
         from dferbench_plugins.dferclip.checkpoints import load_checkpoint as load_own
 

@@ -490,6 +490,11 @@ def list_cmd(what) -> None:
     click.echo(tabulate(rows, headers=["name", "plugin", "description"]))
 
 
+from dferbench.cli.weights import weights as _weights  # noqa: E402  (its own module)
+
+cli.add_command(_weights)
+
+
 def main() -> None:
     cli(prog_name="dferbench")
 

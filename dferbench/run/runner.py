@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 from dferbench.run import config as cfg
 from dferbench.plugin import manager as plugins
 from dferbench.errors import DferbenchError
+from dferbench.models.weights import require_model_weights
 from dferbench.run.results import SCHEMA_VERSION, UnitKey, git_commit, load_result, predictions_csv, save_unit, versions
 
 
@@ -49,8 +50,9 @@ def defaults_for(model: plugins.Registered, dataset: plugins.Registered) -> cfg.
 
 def plan(model_name: str, dataset_name: str, *, config_file: str | Path | None = None,
          overrides: list[str] | tuple[str, ...] = (), folds: list[int] | None = None,
-         seeds: list[int] | None = None, device: str | None = None) -> RunPlan:
-    """Validate names and settings; raise :class:`DferbenchError` before any work."""
+         seeds: list[int] | None = None, device: str | None = None, weights: bool = True) -> RunPlan:
+    """Validate names and settings (and, with ``weights``, that the CLIP weights are here or
+    downloadable); raise :class:`DferbenchError` before any work."""
     model = plugins.get("model", model_name)
     dataset = plugins.get("dataset", dataset_name)
     preset = cfg.merge(defaults_for(model, dataset), _preset_layer(model, dataset_name),
@@ -66,6 +68,8 @@ def plan(model_name: str, dataset_name: str, *, config_file: str | Path | None =
     if device:
         config["train"]["device"] = device
     cfg.validate(config)
+    if weights:  # before any dataset is scanned: missing CLIP weights stop the run in seconds
+        require_model_weights(model, config["model"])
     variant = cfg.variant_label(config, preset)
     run_name = f"{model_name}[{variant}]" if variant else model_name
     return RunPlan(model, dataset_name, config, preset, run_name)

@@ -129,7 +129,8 @@ def evaluate(model, checkpoint, dataset, folds, overrides, output, device) -> No
               help="Directory of result files.")
 @click.option("--out", default="leaderboards", show_default=True, type=click.Path(file_okay=False),
               help="Where <dataset>.md and the confusion-matrix PNGs go.")
-@click.option("--dataset", "datasets", multiple=True, help="Only these datasets (default: all with results).")
+@click.option("--dataset", "datasets", multiple=True,
+              help="Only these datasets (default: every dataset with results or with reported numbers).")
 @click.option("--check", is_flag=True, help="Exit 1 if a committed leaderboard differs from the results.")
 @click.option("--skip-invalid", is_flag=True,
               help="Build without invalid result files (each is named, and the pages list them) instead of stopping.")

@@ -182,8 +182,9 @@ def page(dataset: str, rows: list[dict[str, Any]], reported: list[dict[str, Any]
     if rows:
         lines += _legend(image) + _main_table(rows, image) + _details(rows) + _against_reported(rows, reported)
     else:
-        lines += [f"None has been produced here yet. To add a row: `dferbench run -m dferclip -d {dataset} "
-                  f"--set data.root=/path/to/{dataset}`, then `dferbench leaderboard` (see docs/cli.md).", ""]
+        lines += [f"None has been produced here yet. To add a row: get the data (docs/datasets.md says where and "
+                  f"how), run `dferbench run -m dferclip -d {dataset} --set data.root=/path/to/{dataset}`, then "
+                  "`dferbench leaderboard`.", ""]
     if reported:
         lines += _reported(reported)
     return "\n".join(lines)

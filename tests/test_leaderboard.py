@@ -285,6 +285,20 @@ def test_invalid_result_files_are_refused_and_named(tmp_path, name, spoil, probl
     assert main_row(page, "m1")[8] == "1 x 1"  # the valid unit still counts
 
 
+def test_files_next_to_a_result_are_not_results(tmp_path):
+    write_row(tmp_path, "m1", 0.7, folds=(1,))
+    unit = tmp_path / "dfew" / "m1"
+    (unit / "fold1-seed1.checkpoint.json").write_text('{"classes": ["a"]}')  # a checkpoint's sidecar
+    (unit / "fold1-seed1.json.invalid").write_text("{")  # moved aside by `dferbench run`
+    (unit / ".fold1-seed1.json.x1.tmp").write_text("")
+    (unit / "fold2-seed1.state").mkdir()
+    (unit / "fold2-seed1.state" / "fold2-seed1.json").write_text("[]")  # inside a hidden or state folder
+    (tmp_path / "dfew" / ".trash").mkdir()
+    (tmp_path / "dfew" / ".trash" / "fold3-seed1.json").write_text("[]")
+    text, rows = leaderboard.render("dfew", tmp_path)
+    assert [r["folds"] for r in rows] == [[1]]
+
+
 def test_every_invalid_file_of_every_dataset_is_listed_at_once(tmp_path):
     write_row(tmp_path, "m1", 0.7, folds=(1, 2))
     write_row(tmp_path, "m1", 0.7, folds=(1,), dataset="mafw")

@@ -9,13 +9,15 @@ the file lies where its own content says it belongs (so a copied or renamed file
 count twice).
 
 The schema part, :func:`_problems`, stands in for the validator of
-``dferbench.run.results`` that ``run`` will share; it should call that one once it exists.
+``dferbench.run.results`` that ``run`` will share; it should call that one once it exists
+(:func:`_report_problems` and :func:`_misplaced` are the report's own).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from typing import Any
 from dferbench.errors import DferbenchError
 from dferbench.run.results import SCHEMA_VERSION, UnitKey
 
-PATTERN = "fold*-seed*.json"  # the result files of a dataset's folder, as the runner names them
+UNIT_FILE = re.compile(r"fold\d+-seed\d+\.json")  # a unit's result; not its .checkpoint.json or the like
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,10 @@ class InvalidResults(DferbenchError):
 
 
 def result_files(results_dir: Path, dataset: str) -> list[Path]:
-    """Every result file of ``dataset`` under ``results_dir``, sorted."""
-    return sorted((Path(results_dir) / dataset).rglob(PATTERN))
+    """Every unit result of ``dataset``, sorted: ``<results_dir>/<dataset>/<run>/foldK-seedS.json``
+    (not a unit's other files, nor anything in a hidden run folder or below a run folder)."""
+    return sorted(path for path in (Path(results_dir) / dataset).glob("*/fold*-seed*.json")
+                  if UNIT_FILE.fullmatch(path.name) and not path.parent.name.startswith("."))
 
 
 def read_results(results_dir: Path, dataset: str) -> tuple[list[dict[str, Any]], list[Invalid]]:
@@ -57,8 +61,8 @@ def read_results(results_dir: Path, dataset: str) -> tuple[list[dict[str, Any]],
     valid, invalid = [], []
     for path in result_files(results_dir, dataset):
         result, problem = _load(path)
-        problems = [problem] if problem else _problems(result, dataset)
-        problems = problems or _misplaced(result, path, results_dir)
+        problems = [problem] if problem else _problems(result)
+        problems = problems or _report_problems(result, dataset) or _misplaced(result, path, results_dir)
         if problems:
             invalid.append(Invalid(path, "; ".join(problems)))
         else:
@@ -95,8 +99,11 @@ _INTEGERS = ("fold", "seed", "num_frames", "image_size")
 _OPTIONAL = {"variant": str, "family": str, "precision": str, "temporal": bool}
 
 
-def _problems(result: Any, dataset: str) -> list[str]:
-    """What is wrong with one parsed result (empty: nothing), each problem a short phrase."""
+def _problems(result: Any) -> list[str]:
+    """The result schema: what is wrong with one parsed result ([]: nothing), one phrase each.
+
+    A stand-in for ``dferbench.run.results.validate_result`` (being written for ``run``);
+    once it exists, call it here instead and delete this function."""
     if not isinstance(result, dict):
         return [f"the top level is a JSON {type(result).__name__}, not an object"]
     if result.get("schema") != SCHEMA_VERSION:
@@ -115,37 +122,38 @@ def _problems(result: Any, dataset: str) -> list[str]:
         value = result.get(key)
         if not _is_number(value) or not 0 <= value <= 100:
             found.append(f"{key} must be a number in [0, 100], got {value!r}")
-    if isinstance(result.get("dataset"), str) and result["dataset"] != dataset:
-        found.append(f"dataset is {result['dataset']!r} but the file is in the folder of {dataset!r}")
-    found += _confusion_problems(result)
-    return found
-
-
-def _confusion_problems(result: dict[str, Any]) -> list[str]:
     classes, cm = result.get("classes"), result.get("confusion")
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c for c in classes) \
             or len(set(classes)) != len(classes):
-        return [f"classes must be a list of distinct class names, got {classes!r}"]
+        return found + [f"classes must be a list of distinct class names, got {classes!r}"]
     n = len(classes)
     if not isinstance(cm, list) or len(cm) != n or not all(isinstance(r, list) and len(r) == n for r in cm):
-        return [f"confusion must be a {n} x {n} matrix (one row and column per class), got {_short(cm)}"]
+        return found + [f"confusion must be a {n} x {n} matrix (one row and column per class), got {_short(cm)}"]
     if not all(_is_int(v) and v >= 0 for r in cm for v in r):
-        return ["confusion must hold counts (integers >= 0)"]
-    total = sum(map(sum, cm))
-    if total == 0:
-        return ["confusion counts no clip"]
+        return found + ["confusion must hold counts (integers >= 0)"]
+    if result.get("n_test") is not None and result["n_test"] != sum(map(sum, cm)):
+        found.append(f"confusion counts {sum(map(sum, cm))} clips but n_test is {result['n_test']!r}")
+    return found
+
+
+def _report_problems(result: dict[str, Any], dataset: str) -> list[str]:
+    """What a report needs beyond the schema: the dataset of the folder, a per-class recall
+    the pages can print, and UAR/WAR that are those of the confusion matrix."""
     found = []
-    if result.get("n_test") is not None and result["n_test"] != total:
-        found.append(f"confusion counts {total} clips but n_test is {result['n_test']!r}")
+    if result["dataset"] != dataset:
+        found.append(f"dataset is {result['dataset']!r} but the file is in the folder of {dataset!r}")
+    cm, n = result["confusion"], len(result["classes"])
     recall = result.get("per_class_recall")
     if recall is not None and (not isinstance(recall, list) or len(recall) != n
                                or not all(v is None or _is_number(v) for v in recall)):
         found.append(f"per_class_recall must list {n} numbers (or null for an absent class), got {_short(recall)}")
     support = [sum(r) for r in cm]
+    if not any(support):
+        return found + ["confusion counts no clip"]
     uar = 100 * sum(cm[c][c] / support[c] for c in range(n) if support[c]) / sum(1 for s in support if s)
-    war = 100 * sum(cm[c][c] for c in range(n)) / total
+    war = 100 * sum(cm[c][c] for c in range(n)) / sum(support)
     for key, expected in (("uar", uar), ("war", war)):
-        if _is_number(result.get(key)) and abs(result[key] - expected) > 0.01:
+        if abs(result[key] - expected) > 0.01:
             found.append(f"{key} {result[key]!r} is not that of its confusion matrix ({expected:.3f})")
     return found
 

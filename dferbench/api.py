@@ -233,10 +233,16 @@ def check_data(dataset: str, *, root: str | None = None, overrides: list[str] | 
 
 
 def leaderboard(results: str | Path = "results", out: str | Path = "leaderboards", datasets: list[str] | None = None,
-                *, check: bool = False, images: bool = True) -> list[str]:
-    """Write ``out/<dataset>.md`` from result files; with ``check``, return the stale ones."""
+                *, check: bool = False, images: bool = True, skip_invalid: bool = False,
+                echo: Callable[[str], None] | None = None) -> list[str]:
+    """Write ``out/<dataset>.md`` from result files; with ``check``, return the stale ones.
+
+    Invalid result files raise one DferbenchError naming each, unless ``skip_invalid``:
+    then ``echo`` is told about each one and how many were skipped.
+    """
     from dferbench.report import leaderboard as lb
 
     if not Path(results).is_dir():
         raise DferbenchError(f"results directory {results} does not exist: run `dferbench run` first")
-    return lb.build(Path(results), Path(out), datasets, check=check, images=images)
+    return lb.build(Path(results), Path(out), datasets, check=check, images=images, skip_invalid=skip_invalid,
+                    echo=echo)

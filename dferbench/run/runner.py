@@ -109,6 +109,15 @@ class FixedNetwork:
                               enabled_progress=self.ctx.progress)
 
 
+def _training_files(result: Path, train: Mapping[str, Any]) -> dict[str, Any]:
+    """Where the training of the unit whose result is ``result`` keeps its files (the
+    :class:`~dferbench.plugin.method.Monitor` fields)."""
+    return {"history_path": result.with_suffix(".history.jsonl"),
+            "state_path": result.with_suffix(".state.pt") if train["save_state"] else None,
+            "tensorboard_dir": result.with_suffix(".tensorboard") if train["tensorboard"] else None,
+            "keep_state": train["keep_state"]}
+
+
 def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[str], None] = print,
              progress: bool | None = None, skip_existing: bool = True,
              fixed_network: tuple[Any, list[str]] | None = None,
@@ -183,7 +192,9 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
                                config=copy.deepcopy(config), device=device, seed=seed, workdir=workdir,
                                texts=text_lookup, progress=progress, unit_path=path)
             method = FixedNetwork(ctx, fixed_network[0]) if fixed_network else run.model.target(ctx)
-            monitor = Monitor(selection, test_clips=test if selection == "best_on_test" else None, progress=progress)
+            monitor = Monitor(selection, test_clips=test if selection == "best_on_test" else None, progress=progress,
+                              unit=f"{run.run_name} on {run.dataset_name} fold {fold} seed {seed}", echo=echo,
+                              config_hash=run.hash, **_training_files(path, config["train"]))
             fit_info = method.fit(train, monitor) or {}
             logits = method.predict(test)
             metrics = compute_metrics(test.labels, logits)
@@ -228,6 +239,7 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
             if main_process:
                 preds = predictions_csv([r.clip_id for r in test.records], test.labels, logits, list(dataset.classes))
                 save_unit(path, result, preds)
+                monitor.finished()
             echo(f"done  {run.run_name} fold {fold} seed {seed}: UAR {result['uar']:.2f}  WAR {result['war']:.2f}"
                  f"  ({result['wall_seconds']:.1f}s)")
             results.append(result)

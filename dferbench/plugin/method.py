@@ -33,6 +33,18 @@ class ModelContext:
     workdir: Path
     texts: Callable[[str, list[str]], list[list[str]]]
     progress: bool = False
+    unit_path: Path | None = None  # the unit's result file; None outside a run
+    written: list[Path] = field(default_factory=list)
+
+    def unit_file(self, suffix: str) -> Path:
+        """Where the method writes a file of this unit: next to its result, so
+        ``unit_file("checkpoint.safetensors")`` is ``.../foldK-seedS.checkpoint.safetensors``.
+        The runner prints each such file that exists when the unit ends and lists it in the
+        result's ``files``."""
+        base = self.unit_path or self.workdir / f"fold{self.fold}-seed{self.seed}.json"
+        path = base.with_suffix("." + suffix)
+        self.written.append(path)
+        return path
 
     @property
     def options(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from dferbench.run.results import iter_results
+from dferbench.run.results import UNIT_FILE, iter_results
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -150,8 +150,11 @@ def render(dataset: str, results_dir: Path, *, image_dir: str | None = None) -> 
 
 
 def known_datasets(results_dir: Path) -> list[str]:
-    return sorted(p.name for p in Path(results_dir).iterdir() if p.is_dir() and not p.name.startswith(".")) \
-        if Path(results_dir).is_dir() else []
+    """The folders of ``results_dir`` that hold unit results (not, say, leaderboards written inside it)."""
+    if not Path(results_dir).is_dir():
+        return []
+    return sorted(p.name for p in Path(results_dir).iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and any(UNIT_FILE.fullmatch(f.name) for f in p.glob("*/fold*-seed*.json")))
 
 
 def build(results_dir: Path, out_dir: Path, datasets: list[str] | None = None, *, check: bool = False,

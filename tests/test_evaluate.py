@@ -65,7 +65,7 @@ def test_evaluate_refuses_a_class_count_mismatch(trained, tmp_path):
     _save_authors_checkpoint(trained, ckpt)
     res = CliRunner().invoke(cli, ["evaluate", "-c", str(ckpt), "-d", "synthetic-11", "-o", str(tmp_path)]
                              + [a for s in SETTINGS for a in ("--set", s)])
-    assert res.exit_code == 1
+    assert res.exit_code == 2
     assert "the checkpoint scores 7 classes but 'synthetic-11' has 11" in res.output
 
 

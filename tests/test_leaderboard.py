@@ -15,7 +15,7 @@ def fake_result(root, run_name, fold, seed, uar, war, selection="last_epoch", da
     path.write_text(json.dumps({
         "schema": 1, "run_name": run_name, "model": run_name, "variant": "", "dataset": dataset, "fold": fold,
         "seed": seed, "uar": uar, "war": war, "selection": selection, "confusion": [[2, 1], [0, 3]],
-        "classes": ["a", "b"], "config_hash": "h" + run_name, "num_frames": 16, "image_size": 224,
+        "classes": ["a", "b"], "n_test": 6, "config_hash": "h" + run_name, "num_frames": 16, "image_size": 224,
         "normalize": "none", "family": "text-based", "temporal": True, "precision": precision,
     }))
 

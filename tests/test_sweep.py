@@ -66,6 +66,9 @@ def test_sweep_cli_dry_run_and_failures(tmp_path):
     assert result.stdout.count("planned") == 2 and "dferbench run --model zeroshot-clip" in result.stdout
     result = _cli("sweep", "-m", "zeroshot-clip", "-d", "synthetic", "--folds", "1", "--set", "data.num_clips=35",
                   "--set", "model.text=no-such-text-set", "-o", str(tmp_path), "--device", "cpu")
+    assert result.returncode == 2 and "model.text must be a registered text set" in result.stderr  # before any unit
+    result = _cli("sweep", "-m", "zeroshot-clip", "-d", "synthetic", "--folds", "1", "--set", "data.num_clips=35",
+                  "--set", "model.clip_model=no-such-clip", "-o", str(tmp_path), "--device", "cpu")
     assert result.returncode == 1 and "failed" in result.stdout
 
 

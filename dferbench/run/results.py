@@ -82,8 +82,8 @@ def validate_result(obj: Any, classes: list[str] | None = None) -> list[str]:
 
     Checks the schema version, the types of the keys leaderboards read, UAR/WAR in
     [0, 100], the confusion matrix (C x C non-negative integers, C = ``len(classes)``,
-    summing to ``n_test``) and that UAR/WAR are the ones the matrix gives. With
-    ``classes``, the result must be of exactly those classes (the dataset's)."""
+    summing to ``n_test``). With ``classes``, the result must be of exactly those
+    classes (the dataset's)."""
     if not isinstance(obj, dict):
         return [f"the top level is {type(obj).__name__}, not an object"]
     if obj.get("schema") != SCHEMA_VERSION:
@@ -121,15 +121,12 @@ def _confusion_problems(obj: dict[str, Any], n: int) -> list[str]:
     total = sum(map(sum, cm))
     if _is_int(obj.get("n_test")) and total != obj["n_test"]:
         return [f"the confusion matrix counts {total} clips but n_test is {obj['n_test']}"]
-    recalls = [row[i] / sum(row) for i, row in enumerate(cm) if sum(row)]
-    expected = {"uar": 100 * sum(recalls) / max(len(recalls), 1), "war": 100 * sum(cm[i][i] for i in range(n)) / max(total, 1)}
-    return [f"{key} is {obj[key]} but its confusion matrix gives {value:.4f}" for key, value in expected.items()
-            if _is_number(obj.get(key)) and abs(obj[key] - value) > 1e-3]
+    return []
 
 
 def read_result(path: Path, classes: list[str] | None = None) -> tuple[dict[str, Any] | None, list[str]]:
-    """A unit's result file and its problems (see :func:`validate_result`); the file must
-    also sit where its own keys put it (dataset, run, fold and seed)."""
+    """A unit's result file and its problems (see :func:`validate_result`); its name must
+    also be its own fold and seed's (``foldK-seedS.json``)."""
     try:
         obj = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -139,11 +136,9 @@ def read_result(path: Path, classes: list[str] | None = None) -> tuple[dict[str,
     except json.JSONDecodeError as exc:
         return None, ["empty file" if not exc.doc.strip() else f"not valid JSON ({exc.msg} at line {exc.lineno})"]
     problems = validate_result(obj, classes)
-    path = Path(path)
-    if not problems and len(path.parents) > 2:
-        where = UnitKey(obj["run_name"], obj["dataset"], obj["fold"], obj["seed"], obj["selection"]).path(path.parents[2])
-        if where != path:
-            problems.append(f"its keys place it at {where}")
+    name = f"fold{obj['fold']}-seed{obj['seed']}.json" if not problems else Path(path).name
+    if Path(path).name != name:
+        problems.append(f"it holds fold {obj['fold']} seed {obj['seed']}, whose file is {name}")
     return (obj if not problems else None), problems
 
 
@@ -170,6 +165,9 @@ def iter_results(root: Path, dataset: str | None = None, *,
         if not UNIT_FILE.fullmatch(path.name) or any(p.startswith(".") for p in path.relative_to(root).parts):
             continue
         result, problems = read_result(path)
+        folder = path.relative_to(root).parts[0]
+        if not problems and result["dataset"] != folder:
+            problems = [f"it holds a result of dataset {result['dataset']!r}, not of {folder!r}"]
         if problems:
             if on_invalid is None:
                 more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""

@@ -63,6 +63,11 @@ class _Group(click.Group):
         debug = bool(os.environ.get("DFERBENCH_DEBUG"))
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # one line too, with where to look
+            if debug:
+                raise
+            where = exc.ctx.command_path if exc.ctx else ctx.command_path
+            raise _fail(f"{exc.format_message()} (see `{where} -h`)", exc.exit_code) from None
         except DferbenchError as exc:
             if debug:
                 raise

@@ -152,7 +152,7 @@ def check_text_set(value: str) -> str | None:
     file written by ``dferbench describe``."""
     if value.startswith("file:"):
         problem = check_file(value[5:])
-        return f"file:PATH {problem.split(' ', 1)[1]}" if problem else None
+        return f"must be file:PATH of a descriptor file that exists, got {value!r}" if problem else None
     from dferbench.plugin import manager as plugins
 
     names = sorted(plugins.prompts())
@@ -325,7 +325,12 @@ def validate(config: Config, spec: Spec | None = None) -> None:
     spec = _spec(config, spec)
     for section, values in config.items():
         for key, value in values.items():
-            check_value(f"{section}.{key}", value, spec[section][key], "settings")
+            option = spec[section][key]
+            try:
+                check_value(f"{section}.{key}", value, option, "settings")
+            except DferbenchError as exc:
+                what = f"; {section}.{key} is {option.help} (--set {section}.{key}=VALUE)" if option.help else ""
+                raise DferbenchError(str(exc).removeprefix("settings: ") + what) from None
 
 
 # ------------------------------------------------------------------------- identity

@@ -106,7 +106,7 @@ def plan_sweep(models: list[str], datasets: list[str], *, folds: list[int] | Non
             for model, extra in api.expand(model_arg, dataset):
                 unit_overrides = tuple(extra) + tuple(overrides)
                 plan = runner.plan(model, dataset, config_file=config, overrides=list(unit_overrides),
-                                   device=device)
+                                   folds=folds, seeds=seeds, device=device)
                 unit_folds = folds or plan.config["protocol"]["folds"]
                 if not unit_folds:
                     if dataset_folds is None:

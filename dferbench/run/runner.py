@@ -320,10 +320,6 @@ def run_plan(run: RunPlan, *, output: str | Path = "runs", echo: Callable[[str],
             preds = predictions_csv([r.clip_id for r in test.records], test.labels, logits, list(classes))
             save_unit(path, result, preds)
             path.with_suffix(".failed.json").unlink(missing_ok=True)
-        echo(f"done  {run.run_name} fold {fold} seed {seed}: UAR {result['uar']:.2f}  WAR {result['war']:.2f}"
-             f"  ({result['wall_seconds']:.1f}s; {path})")
-        for extra in written:
-            echo(f"wrote {extra}")
         return result
 
     results: list[dict[str, Any]] = []
@@ -364,6 +360,12 @@ def run_plan(run: RunPlan, *, output: str | Path = "runs", echo: Callable[[str],
                                 raise storage_error(record_exc) or record_exc from exc
                         echo(f"failed {label}: {one_line(exc)}{where}")
                         failed.append(f"{label} ({one_line(exc)})")
+                        continue
+                done = results[-1]  # counted before it is said: an interrupt now keeps the count right
+                echo(f"done  {run.run_name} fold {fold} seed {seed}: UAR {done['uar']:.2f}  WAR {done['war']:.2f}"
+                     f"  ({done['wall_seconds']:.1f}s; {path})")
+                for extra in done.get("files", []):
+                    echo(f"wrote {extra}")
     except (KeyboardInterrupt, Terminated) as exc:
         exc.finished_units = getattr(exc, "finished_units", 0) + len(results)  # type: ignore[union-attr]
         raise

@@ -110,6 +110,32 @@ def test_hook_dferbench_register_commands():
         cli._plugin_commands = None  # the group caches what plugins offered
 
 
+def test_hook_dferbench_register_face_detectors():
+    import numpy as np
+
+    from dferbench.predict.tracking import Box
+
+    class Corner:
+        def __init__(self, device="cpu"):
+            self.device = device
+
+        def detect(self, frames):
+            return [[Box(0, 0, 8, 8, 1.0)] for _ in frames]
+
+    class Detectors:
+        @hookimpl
+        def dferbench_register_face_detectors(self, register):
+            register("corner", Corner, description="the top-left corner")
+
+    pm.register(Detectors(), name="undo-detectors")
+    try:
+        detector = plugins.get("face detector", "corner").target(device="cpu")
+        assert detector.detect(np.zeros((2, 16, 16, 3), np.uint8))[1][0].x1 == 8
+        assert {"haar", "mtcnn", "none"} <= set(plugins.face_detectors())  # the built-ins
+    finally:
+        pm.unregister(name="undo-detectors")
+
+
 def test_duplicate_names_name_both_plugins(toy_plugin):
     class Clash:
         @hookimpl

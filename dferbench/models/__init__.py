@@ -1,5 +1,7 @@
-"""Model building blocks: CLIP backbones, the DFER-CLIP temporal model and prompt learner.
+"""Model blocks shared by methods: CLIP loading, the temporal transformer, the prompt
+learner, the frozen-feature cache, text classifiers, precision helpers, safe checkpoint
+reading.
 
-Submodules are imported explicitly (``from dferbench_plugins.dferclip.network import DFERCLIP``);
-importing :mod:`dferbench.models.clip` registers dferbench's tiny open_clip configs.
+Submodules are imported explicitly (``from dferbench.models.clip import create_clip``);
+importing :mod:`dferbench.models.clip` registers the core's random tiny open_clip config.
 """

@@ -35,6 +35,7 @@ DEFAULT_PLUGINS = (
     "dferbench_plugins.textsets",
     "dferbench_plugins.dferclip",
     "dferbench_plugins.baselines",
+    "dferbench_plugins.faces",
 )
 """The built-in plugins, registered under their last name component (``synthetic``...)."""
 
@@ -157,6 +158,10 @@ def clip_models() -> dict[str, Registered]:
     return _collect("CLIP model", pm.hook.dferbench_register_clip_models)
 
 
+def face_detectors() -> dict[str, Registered]:
+    return _collect("face detector", pm.hook.dferbench_register_face_detectors)
+
+
 def commands() -> list[Any]:
     """The click commands plugins offer, in registration order."""
     load_plugins()
@@ -167,7 +172,7 @@ def commands() -> list[Any]:
 
 def get(kind: str, name: str) -> Registered:
     """Look up a registered dataset, model or text set, with a "did you mean" on a miss."""
-    registry = {"dataset": datasets, "model": models, "text set": prompts}[kind]()
+    registry = {"dataset": datasets, "model": models, "text set": prompts, "face detector": face_detectors}[kind]()
     if name not in registry:
         raise unknown_name(kind, name, registry)
     return registry[name]

@@ -19,10 +19,9 @@ OPTIONS = {
 PRESETS = {
     # CLIP_benchmark feeds CLIP-normalised pixels.
     "default": {"data": {"normalize": "clip"}},
-    "synthetic": {"data": {"normalize": "clip", "image_size": 64, "num_frames": 8},
-                  "model": {"clip_model": "dferbench-tiny", "pretrained": "dferbench-synthetic"}},
-    "synthetic-11": {"data": {"normalize": "clip", "image_size": 64, "num_frames": 8},
-                     "model": {"clip_model": "dferbench-tiny", "pretrained": "dferbench-synthetic"}},
+    **{name: {"data": {"normalize": "clip", "image_size": 64, "num_frames": 8},
+              "model": {"clip_model": "dferbench-tiny", "pretrained": "dferbench-synthetic"}}
+       for name in ("synthetic", "synthetic-11", "synthetic-wild")},
 }
 
 # FaRL ViT-B/16 from its released file (FacePerceiver/FaRL); the DFER-CLIP paper used ep16.

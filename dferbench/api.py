@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from dferbench.run import runner
+from dferbench.run import outputs, runner
 from dferbench.errors import DferbenchError, Terminated, UnitsFailed
 
 
@@ -79,7 +79,7 @@ def run(model: str, dataset: str, *, config: str | Path | None = None, overrides
     raised (its ``results`` are the finished units').
     """
     common = list(overrides) + _as_overrides(settings)
-    runner.check_output(output)
+    outputs.check_output(output)
     plans = [runner.plan(name, dataset, config_file=config, overrides=extra + common, folds=folds, seeds=seeds,
                          device=device) for name, extra in expand(model, dataset)]
     results, failed, datasets = [], [], {}
@@ -95,7 +95,7 @@ def run(model: str, dataset: str, *, config: str | Path | None = None, overrides
         exc.finished_units = getattr(exc, "finished_units", 0) + len(results)  # type: ignore[union-attr]
         raise
     if failed:
-        raise runner.units_failed(results, failed)
+        raise outputs.units_failed(results, failed)
     return results
 
 

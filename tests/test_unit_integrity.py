@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from dferbench import api
 from dferbench.cli import cli
-from dferbench.errors import DferbenchError, UnitsFailed
+from dferbench.errors import UnitsFailed
 from dferbench.run import locks
 from dferbench.run.results import UnitKey, read_result, validate_result
 
@@ -238,7 +238,7 @@ def test_a_full_disk_is_one_line_naming_the_file(toy_plugin, tmp_path, monkeypat
 
 
 def test_an_unwritable_or_nearly_full_output_stops_before_a_unit(toy_plugin, tmp_path, monkeypatch):
-    import dferbench.run.runner as runner
+    import dferbench.run.outputs as runner
 
     ToyMethod.calls.clear()
     real_mkdir = runner.Path.mkdir

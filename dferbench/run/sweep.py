@@ -93,10 +93,11 @@ def plan_sweep(models: list[str], datasets: list[str], *, folds: list[int] | Non
     from dferbench import api
     from dferbench.plugin import manager as plugins
     from dferbench.run import runner
+    from dferbench.run.outputs import check_output
     from dferbench.run.results import UnitKey, load_result
 
     # Absolute: a Ray worker or a compute node resolves relative paths in its own directory.
-    output = runner.check_output(output).resolve()
+    output = check_output(output).resolve()
     config = str(Path(config).resolve()) if config else None
     result = SweepPlan()
     seen: set[tuple[str, str, int, int]] = set()

@@ -205,8 +205,8 @@ def check_data(dataset: str, *, root: str | None = None, overrides: list[str] | 
 
     reg = plugins.get("dataset", dataset)
     spec = cfg.extend(cfg.CORE_OPTIONS, "data", reg.options, f"dataset {dataset!r}")
-    settings = cfg.apply_overrides(cfg.defaults(spec), list(overrides) + ([f"data.root={json.dumps(root)}"] if root else []),
-                                   spec)
+    overrides = list(overrides) + ([f"data.root={json.dumps(root)}"] if root else [])
+    settings = cfg.apply_overrides(cfg.defaults(spec), overrides, spec)
     return check_dataset(dataset, settings["data"], decode=decode)
 
 

@@ -299,3 +299,19 @@ def test_committed_results_keep_their_run_names_and_config_hashes():
             plan = runner.plan(model, dataset, overrides=extra)
             planned[(dataset, plan.run_name)] = plan.hash
     assert planned == committed
+
+
+def test_variant_names_hold_no_paths_and_no_execution_settings(tmp_path):
+    from dferbench.run import runner
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "clips.csv").write_text("path,label\nframes/x,happy\n")
+    at_a = runner.plan("zeroshot-clip", "custom", overrides=[f"data.file={tmp_path / 'a' / 'clips.csv'}",
+                                                            "model.feature_cache=false", "data.workers=2"])
+    at_b = runner.plan("zeroshot-clip", "custom", overrides=[f"data.file={tmp_path / 'b' / 'clips.csv'}"])
+    assert at_a.run_name.startswith("zeroshot-clip[data.file=clips.csv#") and str(tmp_path) not in at_a.run_name
+    assert (at_a.run_name, at_a.hash) == (at_b.run_name, at_b.hash)  # same file elsewhere, cache off: same unit
+    saving = runner.plan("dferclip", "synthetic", overrides=["model.save_checkpoint=true", "train.compile=true",
+                                                              "data.prefetch=0", "train.eval_batch_size=4"])
+    assert saving.run_name == "dferclip" and saving.hash == runner.plan("dferclip", "synthetic").hash

@@ -46,8 +46,8 @@ def _preset_layer(model: plugins.Registered, dataset: str) -> Mapping[str, Any]:
 
 def spec_for(model: plugins.Registered, dataset: plugins.Registered) -> cfg.Spec:
     """The options of a model on a dataset: the core's and both plugins' own."""
-    spec = cfg.extend(cfg.CORE_OPTIONS, "data", dataset.options, f"dataset {dataset.name!r} (plugin {dataset.plugin!r})")
-    return cfg.extend(spec, "model", model.options, f"model {model.name!r} (plugin {model.plugin!r})")
+    spec = cfg.extend(cfg.CORE_OPTIONS, "data", dataset.options, f"dataset {dataset.name!r} ({dataset.plugin!r})")
+    return cfg.extend(spec, "model", model.options, f"model {model.name!r} ({model.plugin!r})")
 
 
 def defaults_for(model: plugins.Registered, dataset: plugins.Registered) -> cfg.Config:
@@ -67,8 +67,8 @@ def plan(model_name: str, dataset_name: str, *, config_file: str | Path | None =
     if config_file:
         config = cfg.merge(config, cfg.read_toml(config_file), str(config_file), spec)
     config = cfg.apply_overrides(config, list(overrides), spec)
-    for option, section, key, value in (("--folds", "protocol", "folds", folds), ("--seeds", "protocol", "seeds", seeds),
-                                        ("--device", "train", "device", device)):
+    for option, section, key, value in (("--folds", "protocol", "folds", folds),
+                                        ("--seeds", "protocol", "seeds", seeds), ("--device", "train", "device", device)):
         if value is not None:
             config = cfg.merge(config, {section: {key: value if isinstance(value, str) else list(value)}}, option, spec)
     cfg.validate(config, spec)

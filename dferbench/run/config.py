@@ -75,13 +75,12 @@ class Option:
         """The valid values in words: "one of none, clip", "an integer >= 1"."""
         if self.choices is not None:
             return "one of " + ", ".join(str(c) for c in self.choices)
+        if self.item is not None:
+            return f"{'a non-empty' if self.nonempty else 'a'} list of {_plural(self.item.valid())}"
         bounds = [f"{op} {bound:g}" if isinstance(bound, float) else f"{op} {bound}"
                   for op, bound in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
                   if bound is not None]
-        text = _type_name(self.default) + (" " + " and ".join(bounds) if bounds else "")
-        if self.item is not None:
-            text = f"{'a non-empty' if self.nonempty else 'a'} list of {_plural(self.item.valid())}"
-        return text
+        return _type_name(self.default) + (" " + " and ".join(bounds) if bounds else "")
 
     def problem(self, value: Any) -> str | None:
         """What is wrong with ``value`` (already of the right type), or None."""

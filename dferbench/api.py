@@ -173,7 +173,8 @@ def evaluate(model: str, dataset: str, checkpoint: str | Path, *, folds: list[in
     checkpoint = Path(checkpoint)
     if not checkpoint.exists():
         raise DferbenchError(f"checkpoint {checkpoint} does not exist")
-    plan = runner.plan(model, dataset, overrides=list(overrides), folds=folds or [1], device=device)
+    plan = runner.plan(model, dataset, overrides=list(overrides), folds=folds or [1], device=device,
+                       weights=False)  # the checkpoint holds the CLIP weights
     if checkpoint.suffix == ".safetensors":
         from dferbench_plugins.dferclip.checkpoints import load_checkpoint as load_own
 
@@ -211,19 +212,18 @@ def check_data(dataset: str, *, root: str | None = None, overrides: list[str] | 
 
 
 def leaderboard(results: str | Path = "runs", out: str | Path = "runs/leaderboards", datasets: list[str] | None = None,
-                *, check: bool = False, images: bool = True) -> list[str]:
-    """Write ``out/<dataset>.md`` from result files; with ``check``, return the stale ones."""
-    from dferbench.report import leaderboard as lb
+                *, check: bool = False, images: bool = True, skip_invalid: bool = False,
+                echo: Callable[[str], None] | None = None) -> list[str]:
+    """Write ``out/<dataset>.md`` from result files; with ``check``, return the stale ones.
 
-    from dferbench.errors import unknown_name
-    from dferbench.plugin import manager as plugins
+    Invalid result files raise one DferbenchError naming each, unless ``skip_invalid``:
+    then ``echo`` is told about each one and how many were skipped.
+    """
+    from dferbench.report import leaderboard as lb
 
     if not str(results).strip() or not str(out).strip():
         raise DferbenchError("leaderboard: --results and --out must name folders, got ''")
     if not Path(results).is_dir():
         raise DferbenchError(f"results directory {results} does not exist: run `dferbench run` first")
-    known = set(lb.known_datasets(Path(results))) | set(plugins.datasets())
-    for name in datasets or []:
-        if name not in known:
-            raise unknown_name("dataset", name, known)
-    return lb.build(Path(results), Path(out), datasets, check=check, images=images)
+    return lb.build(Path(results), Path(out), datasets, check=check, images=images, skip_invalid=skip_invalid,
+                    echo=echo)

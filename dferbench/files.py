@@ -22,6 +22,18 @@ def _create_temporary(path: Path) -> Path:
 
 
 @contextlib.contextmanager
+def naming(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Re-raise an ``OSError`` that names no file (a full disk on ``write``) as one naming
+    ``path``, so the user is told where."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
+
+
+@contextlib.contextmanager
 def replacing(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a fresh temporary path next to ``path``; write it, and on leaving the block
     it replaces ``path`` in one step. Readers see the old file or the new one, never part
@@ -32,10 +44,9 @@ def replacing(path: str | os.PathLike[str]) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _create_temporary(path)
     try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException as exc:
+        with naming(path):
+            yield tmp
+            os.replace(tmp, path)
+    except BaseException:
         tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise

@@ -134,6 +134,16 @@ def check_device(value: str) -> str | None:
     return f"must be auto, cpu, cuda, cuda:N (a GPU index) or mps, got {value!r}"
 
 
+def check_tensorboard(value: bool) -> str | None:
+    """The tensorboard package, when TensorBoard logging is on."""
+    import importlib.util
+
+    if value and importlib.util.find_spec("tensorboard") is None:
+        return ("is on, but the tensorboard package is not installed: pip install 'dferbench[tensorboard]', "
+                "or drop --set train.tensorboard=true")
+    return None
+
+
 def check_file(value: str) -> str | None:
     """A file that exists."""
     if not value:
@@ -195,6 +205,11 @@ CORE_OPTIONS: Spec = {
         "precision": Option("auto", "auto = bf16 autocast on CUDA (Ampere or later), else fp32",
                             choices=PRECISIONS),
         "compile": Option(False, "torch.compile the network for training", execution=True),
+        "save_state": Option(True, "save the training state after every epoch: a killed unit resumes",
+                             execution=True),
+        "keep_state": Option(False, "keep that state when the unit has finished", execution=True),
+        "tensorboard": Option(False, "TensorBoard events in the unit's folder (pip install "
+                              "'dferbench[tensorboard]')", check=check_tensorboard, execution=True),
     },
     "protocol": {
         "folds": Option([], "folds to run; empty = every fold of the dataset", item=Option(1, ge=1)),
@@ -340,7 +355,8 @@ def validate(config: Config, spec: Spec | None = None) -> None:
 # hashes of results written before they were declared stay valid.
 NON_SEMANTIC_KEYS = {
     "data.root", "data.annotations", "data.workers", "data.pipeline", "data.prefetch", "train.device", "train.compile",
-    "train.eval_batch_size", "protocol.folds", "protocol.seeds",
+    "train.eval_batch_size", "train.save_state", "train.keep_state", "train.tensorboard", "protocol.folds",
+    "protocol.seeds",
 }
 
 

@@ -51,11 +51,17 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def predictions_csv(clip_ids: list[str], labels: np.ndarray, logits: np.ndarray, classes: list[str]) -> str:
+    """One row per test clip: ``clip_id, label, prediction`` (class ids), ``logit_<class>``
+    for each class (``logits`` is ``[N, C]``), then ``label_name, prediction_name`` (the
+    class names; last, so readers of the older columns by position still work)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["clip_id", "label", "prediction", *[f"logit_{c}" for c in classes]])
+    writer.writerow(["clip_id", "label", "prediction", *[f"logit_{c}" for c in classes], "label_name",
+                     "prediction_name"])
     for clip_id, label, row in zip(clip_ids, labels, logits):
-        writer.writerow([clip_id, int(label), int(row.argmax()), *[f"{v:.6g}" for v in row]])
+        predicted = int(row.argmax())
+        writer.writerow([clip_id, int(label), predicted, *[f"{v:.6g}" for v in row], classes[int(label)],
+                         classes[predicted]])
     return out.getvalue()
 
 
@@ -96,7 +102,7 @@ def validate_result(obj: Any, classes: list[str] | None = None) -> list[str]:
         required = key in ("variant", "normalize")
         if (required or key in obj) and not isinstance(obj.get(key), str):
             problems.append(f"{key} must be a string, got {obj.get(key)!r}")
-    for key, low in (("fold", 0), ("seed", 0), ("n_test", 1), ("num_frames", 1), ("image_size", 1)):
+    for key, low in (("fold", 1), ("seed", 0), ("n_test", 1), ("num_frames", 1), ("image_size", 1)):
         if not _is_int(obj.get(key)) or obj[key] < low:
             problems.append(f"{key} must be an integer >= {low}, got {obj.get(key)!r}")
     if "config" in obj and not isinstance(obj["config"], dict):
@@ -105,8 +111,9 @@ def validate_result(obj: Any, classes: list[str] | None = None) -> list[str]:
         if not _is_number(obj.get(key)) or not 0 <= obj[key] <= 100:
             problems.append(f"{key} must be a number in [0, 100], got {obj.get(key)!r}")
     names = obj.get("classes")
-    if not isinstance(names, list) or not names or not all(isinstance(c, str) for c in names):
-        return problems + [f"classes must be a non-empty list of strings, got {names!r}"]
+    if (not isinstance(names, list) or not names or not all(isinstance(c, str) and c for c in names)
+            or len(set(names)) != len(names)):
+        return problems + [f"classes must be a non-empty list of distinct class names, got {names!r}"]
     if classes is not None and names != list(classes):
         problems.append(f"its classes {names} are not the dataset's {list(classes)}")
     return problems + _confusion_problems(obj, len(names))

@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 from dferbench.run import config as cfg
 from dferbench.plugin import manager as plugins
 from dferbench.errors import DferbenchError, Terminated, storage_error
+from dferbench.models.weights import require_model_weights
 from dferbench.run.outputs import check_output, check_writable, claim, one_line, record_failure, units_failed
 from dferbench.run.results import SCHEMA_VERSION, UnitKey, git_commit, predictions_csv, save_unit, versions
 
@@ -56,8 +57,9 @@ def defaults_for(model: plugins.Registered, dataset: plugins.Registered) -> cfg.
 
 def plan(model_name: str, dataset_name: str, *, config_file: str | Path | None = None,
          overrides: list[str] | tuple[str, ...] = (), folds: list[int] | None = None,
-         seeds: list[int] | None = None, device: str | None = None) -> RunPlan:
-    """Validate names and settings; raise :class:`DferbenchError` before any work."""
+         seeds: list[int] | None = None, device: str | None = None, weights: bool = True) -> RunPlan:
+    """Validate names and settings (and, with ``weights``, that the CLIP weights are here or
+    downloadable); raise :class:`DferbenchError` before any work."""
     model = plugins.get("model", model_name)
     dataset = plugins.get("dataset", dataset_name)
     spec = spec_for(model, dataset)
@@ -72,6 +74,8 @@ def plan(model_name: str, dataset_name: str, *, config_file: str | Path | None =
         if value is not None:
             config = cfg.merge(config, {section: {key: value if isinstance(value, str) else list(value)}}, option, spec)
     cfg.validate(config, spec)
+    if weights:  # before any dataset is scanned: missing CLIP weights stop the run in seconds
+        require_model_weights(model, config["model"])
     variant = cfg.variant_label(config, preset, spec)
     run_name = f"{model_name}[{variant}]" if variant else model_name
     return RunPlan(model, dataset_name, config, preset, run_name, spec)
@@ -109,6 +113,15 @@ class FixedNetwork:
         return predict_module(self.network, clips, batch_size=self.ctx.train["eval_batch_size"],
                               device=self.ctx.device, precision=self.ctx.train["precision"],
                               enabled_progress=self.ctx.progress)
+
+
+def _training_files(result: Path, train: Mapping[str, Any]) -> dict[str, Any]:
+    """Where the training of the unit whose result is ``result`` keeps its files (the
+    :class:`~dferbench.plugin.method.Monitor` fields)."""
+    return {"history_path": result.with_suffix(".history.jsonl"),
+            "state_path": result.with_suffix(".state.pt") if train["save_state"] else None,
+            "tensorboard_dir": result.with_suffix(".tensorboard") if train["tensorboard"] else None,
+            "keep_state": train["keep_state"]}
 
 
 def run_plan(run: RunPlan, *, output: str | Path = "runs", echo: Callable[[str], None] = print,
@@ -184,7 +197,9 @@ def run_plan(run: RunPlan, *, output: str | Path = "runs", echo: Callable[[str],
                            config=copy.deepcopy(config), device=device, seed=seed, workdir=workdir,
                            texts=text_lookup, progress=progress, unit_path=path)
         method = FixedNetwork(ctx, fixed_network[0]) if fixed_network else run.model.target(ctx)
-        monitor = Monitor(selection, test_clips=test if selection == "best_on_test" else None, progress=progress)
+        monitor = Monitor(selection, test_clips=test if selection == "best_on_test" else None, progress=progress,
+                          unit=f"{run.run_name} on {run.dataset_name} fold {fold} seed {seed}", echo=echo,
+                          config_hash=run.hash, **_training_files(path, config["train"]))
         fit_info = method.fit(train, monitor) or {}
         logits = method.predict(test)
         metrics = compute_metrics(test.labels, logits)
@@ -232,6 +247,7 @@ def run_plan(run: RunPlan, *, output: str | Path = "runs", echo: Callable[[str],
             preds = predictions_csv([r.clip_id for r in test.records], test.labels, logits, list(classes))
             save_unit(path, result, preds)
             path.with_suffix(".failed.json").unlink(missing_ok=True)
+            monitor.finished()
         return result
 
     results: list[dict[str, Any]] = []

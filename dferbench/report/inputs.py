@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dferbench.errors import DferbenchError
-from dferbench.run.results import UnitKey, validate_result
+from dferbench.run.results import UNIT_FILE, UnitKey, validate_result
 
-UNIT_FILE = re.compile(r"fold\d+-seed\d+\.json")  # a unit's result; not its .checkpoint.json or the like
 
 
 @dataclass(frozen=True)

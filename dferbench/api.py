@@ -2,7 +2,7 @@
 
     >>> from dferbench import api
     >>> results = api.run("zeroshot-clip", "synthetic", folds=[1], **{"train.batch_size": 8})
-    >>> api.leaderboard("results", "leaderboards")
+    >>> api.leaderboard("runs", "runs/leaderboards")
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from dferbench.run import runner
-from dferbench.errors import DferbenchError
+from dferbench.run import outputs, runner
+from dferbench.errors import DferbenchError, Terminated, UnitsFailed
 
 
 def _as_overrides(overrides: dict[str, Any]) -> list[str]:
@@ -66,7 +66,7 @@ def expand(model: str, dataset: str) -> list[tuple[str, list[str]]]:
 
 
 def run(model: str, dataset: str, *, config: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
-        folds: list[int] | None = None, seeds: list[int] | None = None, output: str | Path = "results",
+        folds: list[int] | None = None, seeds: list[int] | None = None, output: str | Path = "runs",
         device: str | None = None, progress: bool | None = None, skip_existing: bool = True,
         echo: Callable[[str], None] = print, **settings: Any) -> list[dict[str, Any]]:
     """Run ``model`` (a name, ``"all"`` or ``"suite:NAME"``) on ``dataset`` under its protocol;
@@ -74,15 +74,28 @@ def run(model: str, dataset: str, *, config: str | Path | None = None, overrides
 
     ``settings`` are overrides as keywords, ``"section.key"`` or ``section__key``:
     ``run("dferclip", "synthetic", train__epochs=2)``. Everything is validated before
-    any unit starts; finished units are skipped on a rerun with the same config.
+    any unit starts; finished units are skipped on a rerun with the same config. When
+    units fail, the others still run, then :class:`~dferbench.errors.UnitsFailed` is
+    raised (its ``results`` are the finished units').
     """
     common = list(overrides) + _as_overrides(settings)
+    outputs.check_output(output)
     plans = [runner.plan(name, dataset, config_file=config, overrides=extra + common, folds=folds, seeds=seeds,
                          device=device) for name, extra in expand(model, dataset)]
-    results, datasets = [], {}
-    for p in plans:
-        results += runner.run_plan(p, output=output, echo=echo, progress=progress, skip_existing=skip_existing,
-                                   datasets=datasets)
+    results, failed, datasets = [], [], {}
+    try:
+        for p in plans:
+            try:
+                results += runner.run_plan(p, output=output, echo=echo, progress=progress,
+                                           skip_existing=skip_existing, datasets=datasets)
+            except UnitsFailed as exc:
+                results += exc.results
+                failed += exc.failed
+    except (KeyboardInterrupt, Terminated) as exc:
+        exc.finished_units = getattr(exc, "finished_units", 0) + len(results)  # type: ignore[union-attr]
+        raise
+    if failed:
+        raise outputs.units_failed(results, failed)
     return results
 
 
@@ -102,11 +115,11 @@ def build_model(name: str, *, class_texts: list[str], clip_model: str | None = N
     network = reg.extra.get("network")
     if network is None:
         raise DferbenchError(f"model {name!r} does not offer a standalone network (its plugin registers no `network`)")
-    settings = dict(reg.options)
+    spec = {"model": cfg.options_of(reg.options)}
     if clip_model is not None:
         options["clip_model"] = clip_model
     options["pretrained"] = pretrained or ""
-    settings = cfg.merge({"model": settings}, {"model": options}, f"build_model({name!r})")["model"]
+    settings = cfg.merge(cfg.defaults(spec), {"model": options}, f"build_model({name!r})", spec)["model"]
     return network(list(class_texts), settings, num_frames, device)
 
 
@@ -144,7 +157,7 @@ def load_checkpoint(model: Any, path: str | Path) -> dict[str, Any]:
 
 
 def evaluate(model: str | None, dataset: str, checkpoint: str | Path, *, folds: list[int] | None = None,
-             overrides: list[str] | tuple[str, ...] = (), output: str | Path = "results", device: str | None = None,
+             overrides: list[str] | tuple[str, ...] = (), output: str | Path = "runs", device: str | None = None,
              echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Evaluate a trained checkpoint on the test split of ``folds`` (default: fold 1);
     results are recorded like a run's, with the selection policy ``checkpoint``.
@@ -219,20 +232,18 @@ def check_data(dataset: str, *, root: str | None = None, overrides: list[str] | 
     """Validate a dataset on disk without training; returns a report with ``.ok`` and
     ``.format()`` (missing clips, frame-count mismatches, unreadable files, bad labels,
     duplicates, train/test overlap, malformed annotation lines with file and line)."""
-    import copy
-
     from dferbench.run import config as cfg
     from dferbench.plugin import manager as plugins
     from dferbench_plugins.datasets.checks import check_dataset
 
     reg = plugins.get("dataset", dataset)
-    base = copy.deepcopy(cfg.CORE_DEFAULTS)
-    base["data"].update(reg.options)
-    settings = cfg.apply_overrides(base, list(overrides) + ([f"data.root={json.dumps(root)}"] if root else []))
+    spec = cfg.extend(cfg.CORE_OPTIONS, "data", reg.options, f"dataset {dataset!r}")
+    overrides = list(overrides) + ([f"data.root={json.dumps(root)}"] if root else [])
+    settings = cfg.apply_overrides(cfg.defaults(spec), overrides, spec)
     return check_dataset(dataset, settings["data"], decode=decode)
 
 
-def leaderboard(results: str | Path = "results", out: str | Path = "leaderboards", datasets: list[str] | None = None,
+def leaderboard(results: str | Path = "runs", out: str | Path = "runs/leaderboards", datasets: list[str] | None = None,
                 *, check: bool = False, images: bool = True, skip_invalid: bool = False,
                 echo: Callable[[str], None] | None = None) -> list[str]:
     """Write ``out/<dataset>.md`` from result files; with ``check``, return the stale ones.
@@ -242,6 +253,8 @@ def leaderboard(results: str | Path = "results", out: str | Path = "leaderboards
     """
     from dferbench.report import leaderboard as lb
 
+    if not str(results).strip() or not str(out).strip():
+        raise DferbenchError("leaderboard: --results and --out must name folders, got ''")
     if not Path(results).is_dir():
         raise DferbenchError(f"results directory {results} does not exist: run `dferbench run` first")
     return lb.build(Path(results), Path(out), datasets, check=check, images=images, skip_invalid=skip_invalid,

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from dferbench import api
 from dferbench.plugin import manager as plugins
 from dferbench.run import runner
+from dferbench.run.config import option_defaults
 from dferbench.cli import cli
 from dferbench.data.loader import ClipSet
 from dferbench.run.engine import predict_module
@@ -27,7 +28,7 @@ SETTINGS = ["data.image_size=32", "data.num_clips=120", "train.eval_batch_size=1
 def trained():
     torch.manual_seed(3)
     clip, tok = create_clip("dferbench-test-tiny", None)
-    classes = plugins.get("dataset", "synthetic").target({**plugins.datasets()["synthetic"].options}).classes
+    classes = plugins.get("dataset", "synthetic").target(option_defaults(plugins.datasets()["synthetic"].options)).classes
     texts = [t[0] for t in descriptor_texts(classes)]
     model = DFERCLIP(clip, texts, tokenizer=tok)
     with torch.no_grad():

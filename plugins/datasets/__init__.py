@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from dferbench import hookimpl
+from dferbench import Option, check_file, hookimpl
 
 # The label orders of DFER-CLIP's annotation files (registered, so that a checkpoint's
 # classes can be named and checked without the data).
@@ -13,8 +13,11 @@ FERV39K_CLASSES = list(DFEW_CLASSES)
 MAFW_CLASSES = DFEW_CLASSES + ["contempt", "anxiety", "helplessness", "disappointment"]
 
 # Option defaults join the run's [data] section; keep in sync with the factories' reads.
-COMMON = {"root": "", "annotations": "", "frames_dir": "", "frame_order": "natural", "skip_bad_clips": False}
-CUSTOM = {"file": "", "augmentation": "none", "frame_order": "natural", "skip_bad_clips": False}
+FRAME_ORDER = Option("natural", "natural sorts digit runs as numbers (2.jpg < 10.jpg); plain sorts names as "
+                     "strings, like the official glob + sort", choices=("natural", "plain"))
+COMMON = {"root": "", "annotations": "", "frames_dir": "", "frame_order": FRAME_ORDER, "skip_bad_clips": False}
+CUSTOM = {"file": Option("", "the CSV or TOML file that lists the clips", check=check_file, path=True),
+          "augmentation": "none", "frame_order": FRAME_ORDER, "skip_bad_clips": False}
 
 
 def build_dfew(options: Mapping[str, Any]):

@@ -258,12 +258,13 @@ def parse_dfew_csv(path: str | os.PathLike[str], frames_dir: str = "Clip/clip_22
             label_id = int(float(label_text))
         except ValueError:
             errors.append(AnnotationError(
-                path, number, f"video_name and label must be integers, got {name!r}, {label_text!r}"
+                path, number, f"video_name and label must be integers, got {name!r}, {label_text!r}",
+                clip=name or None,
             ))
             continue
         if label_id not in DFEW_CSV_LABELS:
             errors.append(AnnotationError(
-                path, number, f"label {label_id} out of range (1..7)", kind="label"
+                path, number, f"label {label_id} out of range (1..7)", kind="label", clip=f"{video:05d}"
             ))
             continue
         label = DFEW_CLASSES.index(DFEW_CSV_LABELS[label_id])

@@ -27,12 +27,8 @@ def models_for(dataset: str) -> list[str]:
     """Every registered model that can run on ``dataset`` (it has a preset for it or a default)."""
     from dferbench.plugin import manager as plugins
 
-    names = []
-    for name, reg in plugins.models().items():
-        presets = reg.extra.get("presets") or {}
-        if not presets or dataset in presets or "default" in presets:
-            names.append(name)
-    return names
+    return [name for name, spec in plugins.models().items()
+            if not spec.presets or dataset in spec.presets or "default" in spec.presets]
 
 
 SUITES_DIR = Path(__file__).parent / "run" / "suites"
@@ -89,114 +85,97 @@ def run(model: str, dataset: str, *, config: str | Path | None = None, overrides
 def build_model(name: str, *, class_texts: list[str], clip_model: str | None = None,
                 pretrained: str | None = None, num_frames: int = 16, device: str = "cpu", **options: Any):
     """The network of model ``name`` as a ``torch.nn.Module``: ``forward(video [B, T, 3, H, W]
-    float in [0, 1]) -> logits [B, C]``.
+    float in [0, 1]) -> logits [B, C]``, as the model's plugin builds it (its ``network``).
 
-    ``pretrained``: None (random weights), an open_clip tag such as ``"openai"``, or a local
-    file. Other ``options`` are the model's ``[model]`` settings (``n_ctx``,
-    ``temporal_depth``, ...), the paper's values by default.
+    ``pretrained`` (for models with CLIP weights): None (random weights), an open_clip tag
+    such as ``"openai"``, or a local file. Other ``options`` are the model's ``[model]``
+    settings (``n_ctx``, ``temporal_depth``, ...), its registered defaults otherwise.
     """
     from dferbench.run import config as cfg
     from dferbench.plugin import manager as plugins
 
-    reg = plugins.get("model", name)
-    network = reg.extra.get("network")
-    if network is None:
-        raise DferbenchError(f"model {name!r} does not offer a standalone network (its plugin registers no `network`)")
-    settings = dict(reg.options)
+    spec = plugins.get("model", name)
+    network = spec.capability("network")
     if clip_model is not None:
         options["clip_model"] = clip_model
-    options["pretrained"] = pretrained or ""
-    settings = cfg.merge({"model": settings}, {"model": options}, f"build_model({name!r})")["model"]
+    if "pretrained" in spec.options:
+        options["pretrained"] = pretrained or ""
+    settings = cfg.merge({"model": dict(spec.options)}, {"model": options}, f"build_model({name!r})")["model"]
     return network(list(class_texts), settings, num_frames, device)
 
 
-def build_optimizer(model: Any, **options: Any):
-    """The optimiser and per-epoch scheduler DFER-CLIP trains with: SGD (momentum 0.9, weight
-    decay 1e-4) over three groups (temporal 1e-2, image encoder 1e-5, context 1e-3) and
-    MultiStepLR [30, 40] x 0.1. ``options`` override any of those (see
-    :func:`dferbench_plugins.dferclip.network.build_optimizer`)."""
-    from dferbench_plugins.dferclip.network import build_optimizer as build
+def build_optimizer(name: str, network: Any, **settings: Any):
+    """``(optimizer, scheduler)`` for ``network`` as model ``name`` trains it (its plugin's
+    ``optimizer``). For DFER-CLIP: SGD (momentum 0.9, weight decay 1e-4) over three groups
+    (temporal 1e-2, image encoder 1e-5, context 1e-3) and MultiStepLR [30, 40] x 0.1;
+    ``settings`` override any of them."""
+    from dferbench.plugin import manager as plugins
 
-    return build(model, **options)
+    return plugins.get("model", name).capability("optimizer")(network, **settings)
 
 
-def load_checkpoint(model: Any, path: str | Path) -> dict[str, Any]:
-    """Load weights into ``model`` from dferbench's own checkpoint (``.safetensors``) or a
-    checkpoint written by the DFER-CLIP authors' script (``.pth``, read without unpickling
-    arbitrary objects). Returns what was done: format, dropped and skipped entries."""
-    from dferbench_plugins.dferclip import checkpoints
+def load_checkpoint(name: str, path: str | Path, *, device: str = "cpu", **options: Any):
+    """A trained network of model ``name`` from a checkpoint file, read by the model's
+    plugin (its ``load_checkpoint``: for DFER-CLIP, dferbench's ``.safetensors`` or the
+    authors' ``.pth``, read without unpickling arbitrary objects). ``options``: ``[model]``
+    settings the checkpoint does not record (e.g. ``clip_model``). Returns a
+    :class:`dferbench.LoadedNetwork` (``network``, ``class_texts``, ``message``)."""
+    from dferbench.plugin import manager as plugins
 
     path = Path(path)
     if not path.exists():
         raise DferbenchError(f"checkpoint {path} does not exist")
-    if path.suffix == ".safetensors":
-        import safetensors.torch
-
-        state, report = safetensors.torch.load_file(str(path)), {"format": "dferbench"}
-    else:
-        obj, skipped = checkpoints.read_torch_checkpoint(path, map_location="cpu")
-        raw = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
-        state, dropped = checkpoints.convert_authors_state_dict(raw)
-        report = {"format": "dfer-clip authors", "dropped_keys": len(dropped), "skipped_objects": skipped,
-                  "epoch": obj.get("epoch") if isinstance(obj, dict) else None}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise DferbenchError(f"checkpoint {path} does not fit this model: {exc}") from None
-    return report
+    return plugins.get("model", name).capability("load_checkpoint")(path, dict(options), device)
 
 
-def evaluate(model: str, dataset: str, checkpoint: str | Path, *, folds: list[int] | None = None,
+def checkpoint_models() -> list[str]:
+    """The registered models that can load a trained checkpoint (``dferbench evaluate``)."""
+    from dferbench.plugin import manager as plugins
+
+    return sorted(name for name, spec in plugins.models().items() if spec.load_checkpoint is not None)
+
+
+def evaluate(model: str | None, dataset: str, checkpoint: str | Path, *, folds: list[int] | None = None,
              overrides: list[str] | tuple[str, ...] = (), output: str | Path = "results", device: str | None = None,
              echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Evaluate a trained checkpoint (dferbench's or the DFER-CLIP authors') on the test
-    split of ``folds`` (default: fold 1); results are recorded like a run's, with the
-    selection policy ``checkpoint``. ``--set model.clip_model=NAME`` names the CLIP
-    architecture of a non-standard checkpoint; data settings come from the model's preset."""
-    from dferbench_plugins.dferclip.checkpoints import load_authors_checkpoint
-
-    if model != "dferclip":
-        raise DferbenchError(f"evaluate supports dferclip checkpoints; got model {model!r}")
+    """Evaluate a trained checkpoint of ``model`` on the test split of ``folds`` (default:
+    fold 1); results are recorded like a run's, with the selection policy ``checkpoint``.
+    ``model`` None: the one registered model that loads checkpoints. ``[model]`` settings
+    given with ``overrides`` reach the model's checkpoint loader (e.g.
+    ``model.clip_model=NAME`` for a non-standard architecture); data settings come from
+    the model's preset for the dataset."""
+    if model is None:
+        able = checkpoint_models()
+        if len(able) != 1:
+            raise DferbenchError("name the model the checkpoint belongs to with --model; models that load "
+                                 f"checkpoints: {', '.join(able) or '(none)'}")
+        model = able[0]
     checkpoint = Path(checkpoint)
-    if not checkpoint.exists():
-        raise DferbenchError(f"checkpoint {checkpoint} does not exist")
     plan = runner.plan(model, dataset, overrides=list(overrides), folds=folds or [1], device=device)
-    if checkpoint.suffix == ".safetensors":
-        from dferbench_plugins.dferclip.checkpoints import load_checkpoint as load_own
-
-        network, _ = load_own(checkpoint)
-        texts: list[str] = network.class_texts
-        echo(f"loaded dferbench checkpoint {checkpoint}")
-    else:
-        # The architecture is inferred from tensor shapes unless the user names it: shapes
-        # cannot tell the attention head count of a non-OpenAI CLIP.
-        named = plan.config["model"]["clip_model"] != plan.preset["model"]["clip_model"]
-        loaded = load_authors_checkpoint(checkpoint, clip_model_name=plan.config["model"]["clip_model"] if named else None)
-        network, texts = loaded.model, loaded.class_texts
-        echo(f"loaded the DFER-CLIP authors' checkpoint {checkpoint}: architecture {loaded.clip_model_name or 'custom'}, "
-             f"epoch {loaded.epoch}, {len(loaded.dropped_keys)} duplicated clip_model_ keys dropped, "
-             f"pickled objects not loaded: {', '.join(loaded.skipped_objects) or 'none'}; "
-             f"class texts {'read from the checkpoint' if loaded.texts_recovered else 'given'}")
+    given = {k: v for k, v in plan.config["model"].items() if plan.preset["model"].get(k) != v}
+    loaded = load_checkpoint(model, checkpoint, **given)
+    echo(loaded.message or f"loaded {checkpoint}")
     plan.run_name = f"{model}[checkpoint={checkpoint.name}]"
-    return runner.run_plan(plan, output=output, echo=echo, fixed_network=(network, texts))
+    return runner.run_plan(plan, output=output, echo=echo, fixed_network=(loaded.network, loaded.class_texts))
 
 
 def check_data(dataset: str, *, root: str | None = None, overrides: list[str] | tuple[str, ...] = (),
-               decode: bool = True):
-    """Validate a dataset on disk without training; returns a report with ``.ok`` and
-    ``.format()`` (missing clips, frame-count mismatches, unreadable files, bad labels,
-    duplicates, train/test overlap, malformed annotation lines with file and line)."""
-    import copy
-
-    from dferbench.run import config as cfg
+               decode: bool = True, progress: Callable[[int, int], None] | None = None):
+    """Validate any registered dataset without training; returns a
+    :class:`dferbench.CheckReport` with ``.ok`` and ``.format()``. The dataset's own check
+    (annotation files with file and line, for the built-in real datasets) runs first, then
+    the generic checks: every frame the sampler can draw decodes, labels in range, no
+    duplicates, no train/test overlap, no empty test split, frame counts."""
+    from dferbench.data.checks import check_dataset
     from dferbench.plugin import manager as plugins
-    from dferbench_plugins.datasets.checks import check_dataset
+    from dferbench.run import config as cfg
 
-    reg = plugins.get("dataset", dataset)
-    base = copy.deepcopy(cfg.CORE_DEFAULTS)
-    base["data"].update(reg.options)
+    spec = plugins.get("dataset", dataset)
+    base = cfg.merge(runner.dataset_defaults(spec), {"data": dict(spec.profile.get("data", {}))},
+                     f"profile of dataset {dataset!r}")
     settings = cfg.apply_overrides(base, list(overrides) + ([f"data.root={json.dumps(root)}"] if root else []))
-    return check_dataset(dataset, settings["data"], decode=decode)
+    return check_dataset(spec, settings["data"], decode=decode, num_frames=settings["data"]["num_frames"],
+                         progress=progress)
 
 
 def leaderboard(results: str | Path = "results", out: str | Path = "leaderboards", datasets: list[str] | None = None,

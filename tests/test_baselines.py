@@ -42,7 +42,7 @@ def unit(model: str, workdir, overrides=(), fold: int = 1, seed: int = 1):
 
     seed_everything(seed)
     ctx = ModelContext(model=model, dataset="synthetic", fold=fold, classes=list(ds.classes), config=plan.config,
-                       device="cpu", seed=seed, workdir=workdir, texts=runner.text_lookup)
+                       device="cpu", seed=seed, workdir=workdir, texts=runner.class_texts)
     return ctx, clipset("train"), clipset("test")
 
 

@@ -22,22 +22,32 @@ def _ints(text: str | None) -> list[int] | None:
         raise click.BadParameter(f"expected comma-separated integers like 1,2,3, got {text!r}") from None
 
 
+def _plugin_commands(group: str, taken: set[str]) -> dict[str, click.Command]:
+    """The commands plugins registered for ``group`` ("" = top level), less clashing names."""
+    from dferbench.plugin import manager
+
+    found: dict[str, click.Command] = {}
+    for spec in manager.commands():
+        if spec.group != group:
+            continue
+        if spec.name in taken or spec.name in found:
+            click.echo(f"warning: command {spec.name!r} of {spec.plugin} clashes with another of that name; "
+                       "skipped", err=True)
+            continue
+        found[spec.name] = spec.command
+    return found
+
+
 class _Group(click.Group):
-    """Adds the commands plugins register; turns DferbenchError into one clear line and exit status 2."""
+    """Adds the commands plugins register; turns DferbenchError into one clear line and exit status 2
+    (with the traceback too under DFERBENCH_DEBUG=1)."""
 
     _plugin_commands: dict[str, click.Command] | None = None
+    plugin_group = ""
 
     def plugin_commands(self) -> dict[str, click.Command]:
         if self._plugin_commands is None:
-            from dferbench.plugin import manager
-
-            found = {}
-            for command in manager.commands():
-                if command.name in self.commands or command.name in found:
-                    click.echo(f"warning: a plugin's command {command.name!r} clashes with another; ignored", err=True)
-                    continue
-                found[command.name] = command
-            self._plugin_commands = found
+            self._plugin_commands = _plugin_commands(self.plugin_group, set(self.commands))
         return self._plugin_commands
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -50,7 +60,17 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except DferbenchError as exc:
+            from dferbench.plugin.boundary import debug
+
+            if debug():
+                import traceback
+
+                traceback.print_exception(exc, file=sys.stderr)
             raise click.ClickException(str(exc)) from None
+
+
+class _BenchGroup(_Group):
+    plugin_group = "bench"
 
 
 @click.group(cls=_Group, context_settings=CONTEXT)
@@ -102,9 +122,11 @@ def run(model, dataset, config_file, overrides, folds, seeds, output, device, re
 
 
 @cli.command()
-@click.option("--model", "-m", default="dferclip", show_default=True, help="Model the checkpoint belongs to.")
+@click.option("--model", "-m", help="Model the checkpoint belongs to (default: the one registered model that loads "
+              "checkpoints).")
 @click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False),
-              help="dferbench .safetensors checkpoint, or a .pth written by the DFER-CLIP authors' script.")
+              help="A checkpoint file the model's plugin reads (DFER-CLIP: dferbench .safetensors, or a .pth written "
+              "by the authors' script).")
 @click.option("--dataset", "-d", required=True, help="Dataset to evaluate on (its test split).")
 @click.option("--fold", "folds", help="Comma-separated folds (default: 1). The authors release one file per fold.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a data setting.")
@@ -168,7 +190,7 @@ def check_data(dataset, root, overrides, no_decode) -> None:
         sys.exit(1)
 
 
-@cli.group()
+@cli.group(cls=_BenchGroup)
 def bench() -> None:
     """Performance benchmarks (numbers for the README come from these)."""
 
@@ -375,13 +397,13 @@ def sweep(models, datasets, folds, seeds, config_file, overrides, output, device
 
 @cli.command(name="plugins")
 def plugins_cmd() -> None:
-    """List loaded plugins, their versions and the hooks they implement."""
+    """List loaded plugins, their distributions and versions, and the hooks they implement."""
     from tabulate import tabulate
 
     from dferbench.plugin import manager as plugins
 
-    rows = [[p["name"], p["version"], ", ".join(p["hooks"])] for p in plugins.plugin_table()]
-    click.echo(tabulate(rows, headers=["plugin", "version", "hooks"]))
+    rows = [[p["name"], p["distribution"], p["version"], ", ".join(p["hooks"])] for p in plugins.plugin_table()]
+    click.echo(tabulate(rows, headers=["plugin", "distribution", "version", "hooks"]))
     for failure in plugins.load_failures:
         click.echo(f"failed: {failure}", err=True)
 
@@ -399,7 +421,7 @@ def list_cmd(what) -> None:
         click.echo(tabulate(sorted(api.suites().items()), headers=["name", "description"]))
         return
     registry = {"models": plugins.models, "datasets": plugins.datasets, "prompts": plugins.prompts}[what]()
-    rows = [[name, reg.plugin, reg.description] for name, reg in sorted(registry.items())]
+    rows = [[name, spec.plugin.name, spec.description] for name, spec in sorted(registry.items())]
     click.echo(tabulate(rows, headers=["name", "plugin", "description"]))
 
 

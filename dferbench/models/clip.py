@@ -30,6 +30,8 @@ import open_clip
 import torch
 from torch import nn
 
+from dferbench.errors import DferbenchError
+
 __all__ = [
     "CONFIG_DIR",
     "DFERBENCH_MODEL_CONFIGS",
@@ -38,6 +40,7 @@ __all__ = [
     "build_clip_from_config",
     "default_tokenizer",
     "clip_input_size",
+    "clip_image_size",
 ]
 
 logger = logging.getLogger(__name__)
@@ -75,7 +78,7 @@ def register_model_configs() -> list[str]:
     returns the names newly registered by this call."""
     added = [p.stem for p in sorted(CONFIG_DIR.glob("*.json")) if _add_config(p.stem, p)]
     for name, reg in _plugin_clip_models().items():
-        config = reg.extra.get("config")
+        config = reg.config
         if config and _add_config(name, Path(config)):
             added.append(name)
     return added
@@ -156,7 +159,7 @@ def _registered_weights(model_name: str, pretrained: str | os.PathLike | None) -
     if pretrained is None:
         return None
     tag = os.fspath(pretrained)
-    owners = {name: reg for name, reg in _plugin_clip_models().items() if tag in (reg.extra.get("weights") or {})}
+    owners = {name: reg for name, reg in _plugin_clip_models().items() if tag in reg.weights}
     if not owners:
         return None
     if model_name not in owners:
@@ -169,11 +172,11 @@ def _create_from_registered(model_name: str, registered: tuple[Any, str],
     """An architecture with the plugin-registered weights file of its tag (fp16 or fp32 on
     disk, loaded fp32)."""
     reg, tag = registered
-    path = Path(reg.extra["weights"][tag])
+    path = Path(reg.weights[tag])
     if not path.is_file():
         raise FileNotFoundError(
-            f"the weights {tag!r} of {model_name!r} (plugin {reg.plugin!r}) are missing: {path}. "
-            + (reg.extra.get("source") or "")
+            f"the weights {tag!r} of {model_name!r} ({reg.plugin}) are missing: {path}. "
+            + reg.source
         )
     import safetensors.torch
 
@@ -231,4 +234,25 @@ def clip_input_size(model: nn.Module) -> int:
     height, width = size
     if height != width:
         raise ValueError(f"non-square input size {height}x{width} is not supported")
+    return int(height)
+
+
+def clip_image_size(model_name: str) -> int:
+    """Side length in pixels of the square images the open_clip architecture ``model_name``
+    reads (its config's ``vision_cfg.image_size``), without building it."""
+    register_model_configs()
+    config = open_clip.get_model_config(model_name)
+    if config is None:
+        import difflib
+
+        close = difflib.get_close_matches(model_name, open_clip.list_models(), n=3)
+        raise DferbenchError(f"unknown CLIP architecture {model_name!r}"
+                             + (f"; did you mean {', '.join(close)}?" if close else "")
+                             + " (open_clip.list_models() and `dferbench plugins` list them)")
+    size = config["vision_cfg"]["image_size"]
+    if isinstance(size, int):
+        return size
+    height, width = size
+    if height != width:
+        raise DferbenchError(f"CLIP {model_name!r} reads {height}x{width} images; only square inputs are supported")
     return int(height)

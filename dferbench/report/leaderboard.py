@@ -7,18 +7,14 @@ Published numbers are shown in a separate table, marked as reported, with their 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
+from dferbench.files import tomllib
 from dferbench.run.results import iter_results
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 PUBLISHED = Path(__file__).with_name("published_results.toml")
 
@@ -35,8 +31,9 @@ def _pm(values: Any) -> str:
 
 
 def has_temporal_model(result: Mapping[str, Any]) -> bool:
-    """A temporal model counts unless the run switched it off (``temporal_depth = 0``)."""
-    return bool(result.get("temporal")) and result.get("config", {}).get("model", {}).get("temporal_depth", 1) != 0
+    """Whether the run modelled time, as recorded (a model's ``temporal`` capability decides,
+    with the run's options: DFER-CLIP at ``temporal_depth = 0`` does not)."""
+    return bool(result.get("temporal"))
 
 
 def aggregate(results: list[dict[str, Any]]) -> list[dict[str, Any]]:

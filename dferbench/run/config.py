@@ -18,16 +18,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import sys
 from pathlib import Path
 from typing import Any, Mapping
 
 from dferbench.errors import DferbenchError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from dferbench.files import read_toml as _read_toml
+from dferbench.files import tomllib
 
 Config = dict[str, dict[str, Any]]
 
@@ -36,7 +33,7 @@ SELECTION_POLICIES = ("last_epoch", "best_on_test")
 CORE_DEFAULTS: Config = {
     "data": {
         "num_frames": 16,  # DFER-CLIP: 16 segments, one frame each
-        "image_size": 224,
+        "image_size": 0,  # 0 = the model's input size (its CLIP's); 224 for a model that does not say
         "normalize": "none",  # DFER-CLIP feeds [0, 1] pixels; "clip" = CLIP mean/std
         "augmentation": "auto",  # "auto" = the dataset's paper augmentation
         "workers": -1,  # DataLoader workers; -1 = auto (none on CPU; on CUDA the rank's CPUs less one, max 16)
@@ -68,14 +65,7 @@ NON_SEMANTIC_KEYS = {
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise DferbenchError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise DferbenchError(f"config file {path} is not valid TOML: {exc}") from None
+    return _read_toml(path, what="config file")
 
 
 def _type_name(value: Any) -> str:

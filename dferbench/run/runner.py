@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 from dferbench.run import config as cfg
 from dferbench.plugin import manager as plugins
 from dferbench.errors import DferbenchError
+from dferbench.plugin.specs import DatasetSpec, ModelSpec
 from dferbench.run.results import SCHEMA_VERSION, UnitKey, git_commit, load_result, predictions_csv, save_unit, versions
 
 
@@ -21,7 +22,7 @@ from dferbench.run.results import SCHEMA_VERSION, UnitKey, git_commit, load_resu
 class RunPlan:
     """A model on a dataset with its validated config, ready to run unit by unit."""
 
-    model: plugins.Registered
+    model: ModelSpec
     dataset_name: str
     config: cfg.Config
     preset: cfg.Config
@@ -32,19 +33,65 @@ class RunPlan:
         return cfg.config_hash(self.config)
 
 
-def _preset_layer(model: plugins.Registered, dataset: str) -> Mapping[str, Any]:
-    presets = model.extra.get("presets") or {}
-    preset = presets.get(dataset, presets.get("default", {}))
+FALLBACK_IMAGE_SIZE = 224
+"""``data.image_size`` for a model that does not say what it reads (no ``input_size``)."""
+
+
+def _preset_layer(model: ModelSpec, dataset: str) -> Mapping[str, Any]:
+    preset = model.presets.get(dataset, model.presets.get("default", {}))
     if isinstance(preset, (str, Path)):
         return cfg.read_toml(preset)
     return preset
 
 
-def defaults_for(model: plugins.Registered, dataset: plugins.Registered) -> cfg.Config:
+def _profile_layer(model: ModelSpec, dataset: DatasetSpec) -> dict[str, dict[str, Any]]:
+    """The dataset's profile, less the model keys this model does not have."""
+    model_keys = {k: v for k, v in dataset.profile.get("model", {}).items() if k in model.options}
+    return {"data": dict(dataset.profile.get("data", {})), "model": model_keys}
+
+
+def dataset_defaults(dataset: DatasetSpec) -> cfg.Config:
+    """The core defaults with the dataset's own options."""
     base = copy.deepcopy(cfg.CORE_DEFAULTS)
     base["data"].update(dataset.options)
+    return base
+
+
+def defaults_for(model: ModelSpec, dataset: DatasetSpec) -> cfg.Config:
+    base = dataset_defaults(dataset)
     base["model"].update(model.options)
     return base
+
+
+def preset_for(model: ModelSpec, dataset: DatasetSpec) -> cfg.Config:
+    """What a run of ``model`` on ``dataset`` starts from, ``data.image_size`` unresolved.
+
+    Later wins: the core defaults and the plugins' option defaults; the model's
+    ``default`` preset (when it has none for this dataset); the dataset's profile; the
+    model's preset for this dataset."""
+    config = defaults_for(model, dataset)
+    if dataset.name not in model.presets:
+        config = cfg.merge(config, _preset_layer(model, dataset.name),
+                           f"default preset of model {model.name!r}")
+    config = cfg.merge(config, _profile_layer(model, dataset), f"profile of dataset {dataset.name!r}")
+    if dataset.name in model.presets:
+        config = cfg.merge(config, _preset_layer(model, dataset.name),
+                           f"preset of model {model.name!r} for {dataset.name!r}")
+    return config
+
+
+def resolve_image_size(config: cfg.Config, model: ModelSpec) -> cfg.Config:
+    """``config`` with ``data.image_size`` set: ``0`` follows the model's input size (its
+    CLIP's), or :data:`FALLBACK_IMAGE_SIZE`; a size the model cannot read is an error."""
+    wanted = model.image_size(config["model"])
+    size = config["data"]["image_size"]
+    if size == 0:
+        config["data"]["image_size"] = wanted or FALLBACK_IMAGE_SIZE
+    elif wanted is not None and size != wanted:
+        raise DferbenchError(f"data.image_size = {size}, but model {model.name!r} with these settings reads "
+                             f"{wanted}x{wanted} images (clip_model {config['model'].get('clip_model', '?')!r}); "
+                             "set data.image_size = 0 to follow the model")
+    return config
 
 
 def plan(model_name: str, dataset_name: str, *, config_file: str | Path | None = None,
@@ -53,8 +100,7 @@ def plan(model_name: str, dataset_name: str, *, config_file: str | Path | None =
     """Validate names and settings; raise :class:`DferbenchError` before any work."""
     model = plugins.get("model", model_name)
     dataset = plugins.get("dataset", dataset_name)
-    preset = cfg.merge(defaults_for(model, dataset), _preset_layer(model, dataset_name),
-                       f"preset of model {model_name!r} for {dataset_name!r}")
+    preset = preset_for(model, dataset)
     config = preset
     if config_file:
         config = cfg.merge(config, cfg.read_toml(config_file), str(config_file))
@@ -66,24 +112,23 @@ def plan(model_name: str, dataset_name: str, *, config_file: str | Path | None =
     if device:
         config["train"]["device"] = device
     cfg.validate(config)
+    config = resolve_image_size(config, model)
+    preset = resolve_image_size(copy.deepcopy(preset), model)
     variant = cfg.variant_label(config, preset)
     run_name = f"{model_name}[{variant}]" if variant else model_name
     return RunPlan(model, dataset_name, config, preset, run_name)
 
 
-def text_lookup(name: str, classes: list[str]) -> list[list[str]]:
-    """The sentences of text set ``name`` for each class, checked. ``file:PATH`` reads a
-    descriptor file written by ``dferbench describe``."""
+def class_texts(name: str, classes: list[str]) -> list[list[str]]:
+    """The sentences of text set ``name`` for each of ``classes``, checked: one non-empty
+    list per class. ``file:PATH`` reads a descriptor file written by ``dferbench describe``."""
     if name.startswith("file:"):
         table = cfg.read_toml(name[5:]).get("descriptors", {})
         missing = [c for c in classes if c not in table]
         if missing:
             raise DferbenchError(f"descriptor file {name[5:]} has no sentence for {missing}")
         return [[table[c]] for c in classes]
-    texts = plugins.get("text set", name).target(list(classes))
-    if len(texts) != len(classes) or not all(isinstance(t, list) and t for t in texts):
-        raise DferbenchError(f"text set {name!r} must return a non-empty list of sentences for each of {classes}")
-    return texts
+    return plugins.get("text set", name).texts_for(list(classes))
 
 
 class FixedNetwork:
@@ -128,7 +173,7 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
     key = json.dumps([run.dataset_name, config["data"]], sort_keys=True)
     datasets = {} if datasets is None else datasets
     if key not in datasets:
-        datasets[key] = dataset_reg.target(dict(config["data"]))
+        datasets[key] = dataset_reg.build(config["data"])
     dataset = datasets[key]
     folds = config["protocol"]["folds"] or dataset.folds
     missing = [f for f in folds if f not in dataset.splits]
@@ -177,8 +222,8 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
             workdir = Path(output) / ".work" / run.dataset_name
             ctx = ModelContext(model=run.model.name, dataset=run.dataset_name, fold=fold, classes=list(dataset.classes),
                                config=copy.deepcopy(config), device=device, seed=seed, workdir=workdir,
-                               texts=text_lookup, progress=progress)
-            method = FixedNetwork(ctx, fixed_network[0]) if fixed_network else run.model.target(ctx)
+                               texts=class_texts, progress=progress)
+            method = FixedNetwork(ctx, fixed_network[0]) if fixed_network else run.model.build(ctx)
             monitor = Monitor(selection, test_clips=test if selection == "best_on_test" else None, progress=progress)
             fit_info = method.fit(train, monitor) or {}
             logits = method.predict(test)
@@ -203,14 +248,14 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
                 "image_size": data["image_size"],
                 "normalize": data["normalize"],
                 "augmentation": augmentation,
-                "family": run.model.extra.get("family", ""),
-                "temporal": bool(run.model.extra.get("temporal", False)) and config["model"].get("temporal_depth", 1) != 0,
+                "family": run.model.family,
+                "temporal": run.model.is_temporal(config["model"]),
                 "config_hash": run.hash,
                 "config": config,
                 "fit": fit_info,
                 "history": monitor.history,
                 "dataset_notes": dict(dataset.notes),
-                "plugins": {"model": run.model.plugin, "dataset": dataset_reg.plugin,
+                "plugins": {"model": run.model.plugin.name, "dataset": dataset_reg.plugin.name,
                             "versions": dict(plugins.plugin_versions)},
                 "versions": versions(),
                 "git_commit": git_commit(),

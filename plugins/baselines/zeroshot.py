@@ -13,22 +13,18 @@ OPTIONS = {
 }
 
 PRESETS = {
-    # CLIP_benchmark feeds CLIP-normalised pixels.
+    # CLIP_benchmark feeds CLIP-normalised pixels; a dataset's profile may choose otherwise
+    # (the synthetic benchmark's: its tiny CLIP, 8 frames).
     "default": {"data": {"normalize": "clip"}},
-    "synthetic": {"data": {"normalize": "clip", "image_size": 64, "num_frames": 8},
-                  "model": {"clip_model": "dferbench-tiny", "pretrained": "dferbench-synthetic"}},
-    "synthetic-11": {"data": {"normalize": "clip", "image_size": 64, "num_frames": 8},
-                     "model": {"clip_model": "dferbench-tiny", "pretrained": "dferbench-synthetic"}},
 }
 
 # FaRL ViT-B/16 from its released file (FacePerceiver/FaRL); the DFER-CLIP paper used ep16.
 FARL_OPTIONS = {**OPTIONS, "clip_model": "ViT-B-16-quickgelu", "pretrained": "FaRL-Base-Patch16-LAIONFace20M-ep16.pth"}
 
-# FaRL was trained on CLIP-normalised 224 px face crops; 16 frames per clip as every DFER
+# FaRL was trained on CLIP-normalised face crops (224 px, its CLIP's input); 16 frames per clip as every DFER
 # baseline. No synthetic preset: there are no FaRL weights for the embedded tiny CLIP, so
 # `--model all --dataset synthetic` skips it (tests run it on a FaRL-format file they write).
-FARL_PRESETS = {name: {"data": {"normalize": "clip", "image_size": 224, "num_frames": 16}}
-                for name in ("dfew", "ferv39k", "mafw")}
+FARL_PRESETS = {name: {"data": {"normalize": "clip", "num_frames": 16}} for name in ("dfew", "ferv39k", "mafw")}
 
 
 class ZeroShotCLIP:
@@ -71,12 +67,3 @@ class ZeroShotFaRL(ZeroShotCLIP):
 
     def fit(self, train, monitor) -> dict[str, Any]:
         return {"farl_weights": self.load_report}
-
-
-def register_zeroshot(register) -> None:
-    """Register zero-shot CLIP and zero-shot FaRL (called by the baselines plugin's hook)."""
-    register("zeroshot-clip", ZeroShotCLIP, options=OPTIONS, presets=PRESETS, family="text-based", temporal=False,
-             description="Zero-shot CLIP: mean frame feature vs. a text classifier (100 x cosine)")
-    register("zeroshot-farl", ZeroShotFaRL, options=FARL_OPTIONS, presets=FARL_PRESETS, family="text-based",
-             temporal=False,
-             description="Zero-shot FaRL ViT-B/16 (face-domain CLIP, local weights file) vs. a text classifier")

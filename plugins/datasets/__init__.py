@@ -35,13 +35,22 @@ def build_custom(options: Mapping[str, Any]):
     return build_custom(options)
 
 
+def _check(name: str):
+    def check(options: Mapping[str, Any], report) -> None:
+        from dferbench_plugins.datasets.checks import check_annotations
+
+        check_annotations(name, options, report)
+
+    return check
+
+
 @hookimpl
 def dferbench_register_datasets(register):
-    register("dfew", build_dfew, options=dict(COMMON),
+    register("dfew", build_dfew, options=dict(COMMON), check=_check("dfew"),
              description="DFEW: 11,697 movie clips, 7 classes, 5 folds (data.root = the DFEW release)")
-    register("ferv39k", build_ferv39k, options=dict(COMMON),
+    register("ferv39k", build_ferv39k, options=dict(COMMON), check=_check("ferv39k"),
              description="FERV39k: 38,935 clips, 7 classes, one train/test split (DFER-CLIP annotation files)")
-    register("mafw", build_mafw, options=dict(COMMON),
+    register("mafw", build_mafw, options=dict(COMMON), check=_check("mafw"),
              description="MAFW: 9,172 single-label clips, 11 classes, 5 folds (DFER-CLIP annotation files)")
-    register("custom", build_custom, options=dict(CUSTOM),
+    register("custom", build_custom, options=dict(CUSTOM), check=_check("custom"),
              description="Your own clips (frame folders or videos) listed in a CSV or TOML file (data.file)")

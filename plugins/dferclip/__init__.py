@@ -5,9 +5,9 @@ CLIP text encoder, logits = cosine / 0.01."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-from dferbench import hookimpl
+from dferbench import DferbenchError, LoadedNetwork, hookimpl
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
@@ -32,8 +32,9 @@ OPTIONS: dict[str, Any] = {
 }
 
 
-def build_network(class_texts: list[str], options: dict[str, Any], num_frames: int, device: str = "cpu"):
-    from dferbench.models.clip import create_clip
+def build_network(class_texts: list[str], options: Mapping[str, Any], num_frames: int, device: str = "cpu"):
+    """The bare DFER-CLIP network for ``class_texts`` (one sentence per class)."""
+    from dferbench import create_clip
     from dferbench_plugins.dferclip.network import DFERCLIP
 
     clip, tokenizer = create_clip(options["clip_model"], options["pretrained"] or None, device="cpu")
@@ -45,10 +46,44 @@ def build_network(class_texts: list[str], options: dict[str, Any], num_frames: i
     return model.to(device)
 
 
+def input_size(options: Mapping[str, Any]) -> int:
+    """The image side DFER-CLIP reads: its CLIP's input resolution."""
+    from dferbench import clip_image_size
+
+    return clip_image_size(options["clip_model"])
+
+
+def build_optimizer(network, **settings):
+    """SGD + MultiStepLR over DFER-CLIP's three parameter groups (see ``network.build_optimizer``)."""
+    from dferbench_plugins.dferclip.network import build_optimizer as build
+
+    return build(network, **settings)
+
+
+def load_checkpoint(path: Path, options: Mapping[str, Any], device: str) -> LoadedNetwork:
+    """dferbench's own ``.safetensors`` (+ JSON sidecar) or the authors' ``.pth``.
+
+    The architecture of an authors' file is inferred from its tensor shapes unless
+    ``options`` names it (``clip_model``): shapes cannot tell the attention head count of
+    a non-OpenAI CLIP."""
+    from dferbench_plugins.dferclip import checkpoints
+
+    if path.suffix == ".safetensors":
+        network, _ = checkpoints.load_checkpoint(path, device=device)
+        return LoadedNetwork(network, list(network.class_texts), f"loaded dferbench checkpoint {path}")
+    try:
+        loaded = checkpoints.load_authors_checkpoint(path, clip_model_name=options.get("clip_model"), device=device)
+    except (ValueError, RuntimeError, NotImplementedError) as exc:
+        raise DferbenchError(f"checkpoint {path}: {exc}") from None
+    message = (f"loaded the DFER-CLIP authors' checkpoint {path}: architecture {loaded.clip_model_name or 'custom'}, "
+               f"epoch {loaded.epoch}, {len(loaded.dropped_keys)} duplicated clip_model_ keys dropped, "
+               f"pickled objects not loaded: {', '.join(loaded.skipped_objects) or 'none'}; "
+               f"class texts {'read from the checkpoint' if loaded.texts_recovered else 'given'}")
+    return LoadedNetwork(loaded.model, list(loaded.class_texts), message)
+
+
 class DFERCLIPMethod:
     def __init__(self, ctx):
-        from dferbench.errors import DferbenchError
-
         self.ctx = ctx
         texts = ctx.texts(ctx.options["text"], ctx.classes)
         if any(len(t) != 1 for t in texts):
@@ -58,8 +93,7 @@ class DFERCLIPMethod:
                                    ctx.config["data"]["num_frames"], ctx.device)
 
     def fit(self, train, monitor) -> dict[str, Any]:
-        from dferbench.run.engine import train_module
-        from dferbench_plugins.dferclip.network import build_optimizer
+        from dferbench import train_module
 
         o, t = self.ctx.options, self.ctx.train
         optimizer, scheduler = build_optimizer(
@@ -79,7 +113,7 @@ class DFERCLIPMethod:
         return info
 
     def predict(self, clips):
-        from dferbench.run.engine import predict_module
+        from dferbench import predict_module
 
         return predict_module(self.model, clips, batch_size=self.ctx.train["eval_batch_size"], device=self.ctx.device,
                               precision=self.ctx.train["precision"], enabled_progress=self.ctx.progress)
@@ -88,6 +122,8 @@ class DFERCLIPMethod:
 @hookimpl
 def dferbench_register_models(register):
     presets = {p.stem: str(p) for p in sorted(PRESETS_DIR.glob("*.toml"))}
-    register("dferclip", DFERCLIPMethod, options=OPTIONS, presets=presets, family="text-based", temporal=True,
-             network=build_network,
+    register("dferclip", DFERCLIPMethod, options=OPTIONS, presets=presets, family="text-based",
+             temporal=lambda options: options["temporal_depth"] != 0,
+             input_size=input_size,
+             network=build_network, optimizer=build_optimizer, load_checkpoint=load_checkpoint,
              description="DFER-CLIP: CLIP + temporal transformer + learnable-context class descriptions")

@@ -416,15 +416,14 @@ def test_custom_corrupt_video_is_skipped_when_asked(tmp_path):
 
 
 def test_plugin_registers_the_four_datasets():
-    import dferbench_plugins.datasets as plugin
+    from dferbench.plugin import manager
     from dferbench_plugins.datasets.custom import CUSTOM_OPTIONS
 
-    seen = {}
-    plugin.dferbench_register_datasets(
-        lambda name, factory, description="", options=None: seen.setdefault(name, (factory, options)))
+    seen = {name: spec for name, spec in manager.datasets().items() if spec.plugin.name == "datasets"}
     assert sorted(seen) == ["custom", "dfew", "ferv39k", "mafw"]
-    assert seen["dfew"][1] == COMMON_OPTIONS and seen["custom"][1] == CUSTOM_OPTIONS
-    assert {"root", "annotations", "skip_bad_clips"} <= set(seen["mafw"][1])
+    assert seen["dfew"].options == COMMON_OPTIONS and seen["custom"].options == CUSTOM_OPTIONS
+    assert {"root", "annotations", "skip_bad_clips"} <= set(seen["mafw"].options)
+    assert all(spec.check is not None for spec in seen.values())  # their own check-data checks
 
 
 def test_plugin_factory_builds_from_the_data_section(dfew_root):

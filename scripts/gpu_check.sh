@@ -119,6 +119,6 @@ EOF
 
 echo
 echo "== summary ($((SECONDS - START))s used of $BUDGET)"
-"$PY" -m dferbench.tools.bench_train summarize "$OUT"/bench_train.json "$OUT"/bench_accuracy.json \
+"$PY" -m dferbench.tools.bench_report summarize "$OUT"/bench_train.json "$OUT"/bench_accuracy.json \
   | tee "$OUT/summary.md"
 cat "$OUT/status.txt"

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+from dferbench.tools import bench_accuracy as ba
 from dferbench.tools import bench_train as bt
 
 
@@ -73,12 +74,12 @@ def test_bench_train_cli_keeps_what_ran_and_fails_loudly(tmp_path):
 
 
 def test_accuracy_comparison_runs_both_modes_on_the_same_clips(tmp_path):
-    settings = bt.CompareSettings(num_clips=35, epochs=1, seeds=[1], frames=4, batch_size=8,
+    settings = ba.CompareSettings(num_clips=35, epochs=1, seeds=[1], frames=4, batch_size=8,
                                   clip_model="dferbench-test-tiny", render_size=32, pretrained="auto")
-    rows = bt.compare_training(settings, root=tmp_path)
+    rows = ba.compare_training(settings, root=tmp_path)
     assert [(r["mode"], r["seed"]) for r in rows] == [("reference", 1), ("fast", 1)]
     assert rows[0]["weights"] == "random"  # auto: only dferbench-tiny has shipped weights
-    summary = bt.summarize_accuracy(rows)
+    summary = ba.summarize_accuracy(rows)
     assert [s["mode"] for s in summary] == ["reference", "fast"]
     assert "war_gap_vs_reference" in summary[1]
     # 7 test clips; the two fp32 CPU pipelines differ by at most a grey level per pixel

@@ -158,7 +158,7 @@ def test_best_on_test_scores_epochs_on_the_features_the_result_is_scored_on(mode
     # epochs must be scored on those too: on the clips, under bf16 on a GPU, the epoch would
     # be chosen on other numbers than the ones reported.
     import dferbench.run.engine
-    from dferbench_plugins.baselines.common import FeatureSet
+    from dferbench import FeatureSet
     from dferbench_plugins.baselines.prompting import CoCoOpMethod, CoOpMethod
 
     seen = {}

@@ -225,21 +225,6 @@ def bench_cache(model, dataset, folds, overrides) -> None:
     click.echo(tabulate(rows, headers="keys", tablefmt="pipe"))
 
 
-@bench.command(name="coop-memory")
-@click.option("--clip-model", default="ViT-B-32-quickgelu", show_default=True, help="open_clip architecture (random weights).")
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "bf16", "fp32"]))
-@click.option("--batch-sizes", default="1,8,32", show_default=True, help="Comma-separated batch sizes.")
-def bench_coop_memory(clip_model, device, precision, batch_sizes) -> None:
-    """Memory and step time of one CoOp and one Co-CoOp training step, side by side."""
-    from tabulate import tabulate
-
-    from dferbench.tools.bench_coop import coop_memory
-
-    rows = coop_memory(clip_model=clip_model, batch_sizes=_ints(batch_sizes), device=device, precision=precision)
-    click.echo(tabulate(rows, headers="keys", tablefmt="pipe"))
-
-
 @bench.command(name="train")
 @click.option("--model", "-m", default="dferclip", show_default=True, help="Model whose network is trained.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
@@ -279,6 +264,7 @@ def bench_train(model, device, batch_size, frames, steps, warmup, workers, prefe
     """
     import json
 
+    from dferbench.tools import bench_accuracy as ba
     from dferbench.tools import bench_train as bt
     from dferbench.run.engine import resolve_device
 
@@ -307,16 +293,16 @@ def bench_train(model, device, batch_size, frames, steps, warmup, workers, prefe
         failed = [r["mode"] for r in rows if "error" in r]
     seeds = _ints(accuracy_seeds)
     if seeds:
-        compare = bt.CompareSettings(device=device, seeds=seeds, epochs=accuracy_epochs, num_clips=accuracy_clips,
+        compare = ba.CompareSettings(device=device, seeds=seeds, epochs=accuracy_epochs, num_clips=accuracy_clips,
                                      frames=accuracy_frames, batch_size=accuracy_batch_size,
                                      pretrained=accuracy_pretrained or None, lr_image=accuracy_lr_image,
                                      workers=settings.workers if device.startswith("cuda") else 0)
-        acc = bt.compare_training(compare, root=root, echo=lambda m: click.echo(m, err=True))
+        acc = ba.compare_training(compare, root=root, echo=lambda m: click.echo(m, err=True))
         click.echo("")
         click.echo(bt.format_table(acc))
         click.echo("")
-        click.echo(bt.format_table(bt.summarize_accuracy(acc)))
-        report.update(accuracy=acc, accuracy_summary=bt.summarize_accuracy(acc),
+        click.echo(bt.format_table(ba.summarize_accuracy(acc)))
+        report.update(accuracy=acc, accuracy_summary=ba.summarize_accuracy(acc),
                       accuracy_settings=bt.settings_dict(compare))
     save()
     if failed:

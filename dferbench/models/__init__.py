@@ -1,5 +1,5 @@
-"""Model building blocks: CLIP backbones, the DFER-CLIP temporal model and prompt learner.
-
-Submodules are imported explicitly (``from dferbench_plugins.dferclip.network import DFERCLIP``);
-importing :mod:`dferbench.models.clip` registers dferbench's tiny open_clip configs.
+"""Shared model blocks: CLIP backbones, the temporal transformer, the prompt learner, the
+frozen-feature cache, precision helpers. Plugins reach them through the public API
+(``from dferbench import create_clip, build_temporal_model``); importing
+:mod:`dferbench.models.clip` registers dferbench's tiny open_clip configs.
 """

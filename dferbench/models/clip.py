@@ -123,10 +123,10 @@ def create_clip(
     Args:
         model_name: an open_clip architecture name, e.g. ``"ViT-B-32-quickgelu"`` (the
             DFER-CLIP backbone) or one of :data:`DFERBENCH_MODEL_CONFIGS`.
-        pretrained: ``None`` for random init, an open_clip tag such as ``"openai"``,
-            ``"dferbench-synthetic"`` (the shipped checkpoint pre-trained on synthetic faces
-            by ``dferbench_plugins.synthetic.pretrain``; ``dferbench-tiny`` only), or a path to a local
-            weights file (loaded by open_clip, strictly).
+        pretrained: ``None`` for random init, an open_clip tag such as ``"openai"``, a
+            tag a plugin registered for this architecture (``dferbench_register_clip_models``:
+            the synthetic plugin's ``"dferbench-synthetic"`` for ``dferbench-tiny``), or a
+            path to a local weights file (loaded by open_clip, strictly).
         device: where to put the model.
 
     Returns:

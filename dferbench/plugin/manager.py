@@ -29,7 +29,6 @@ import sys
 import warnings
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Mapping
 

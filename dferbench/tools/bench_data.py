@@ -199,3 +199,52 @@ def benchmark_loading(
         if row["clips_per_cpu_s"] is not None:
             row["cpu_speedup"] = round(row["clips_per_cpu_s"] / base["clips_per_cpu_s"], 2)
     return rows
+
+
+def write_frame_folders(root: str | os.PathLike[str], num_clips: int, frames_per_clip: int, size: int = 224,
+                        processes: int = 0, distinct: int = 16, n_classes: int = 7) -> list[ClipRecord]:
+    """``num_clips`` folders of ``frames_per_clip`` synthetic JPEG frames (kept if present).
+
+    The first ``distinct`` clips are rendered; the others hard-link their files (same
+    bytes to decode, written in no time), so a benchmark can run a whole timed window
+    inside one epoch without minutes of set-up.
+    """
+    root = Path(root)
+    jobs = [(root / f"{c + 1:05d}", c, frames_per_clip, size) for c in range(num_clips)]
+
+    def complete(folder: Path) -> bool:
+        return folder.is_dir() and len(list(folder.glob("*.jpg"))) == frames_per_clip
+
+    todo = [j for j in jobs[:distinct] if not complete(j[0])]
+    processes = processes or min(8, os.cpu_count() or 1)
+    if todo and processes > 1 and len(todo) > 4:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            pool.starmap(_write_clip, todo)
+    else:
+        for job in todo:
+            _write_clip(*job)
+    for folder, c, n, _ in jobs[distinct:]:
+        if complete(folder):
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        source = jobs[c % distinct][0]
+        for i in range(n):
+            target = folder / f"{i + 1:05d}.jpg"
+            if not target.exists():
+                try:
+                    os.link(source / target.name, target)
+                except OSError:  # no hard links here: copy
+                    import shutil
+
+                    shutil.copyfile(source / target.name, target)
+    return [ClipRecord(f.name, str(f), n, c % n_classes) for f, c, n, _ in jobs]
+
+
+def _write_clip(folder: Path, clip: int, frames: int, size: int) -> None:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(frames):
+        Image.fromarray(fake_frame(clip, i, size)).save(folder / f"{i + 1:05d}.jpg", quality=90)

@@ -136,3 +136,10 @@ def dferbench_register_models(register):
              description="CoOp: learnable prompt context, frozen CLIP, mean frame feature")
     register("cocoop", _factory("cocoop"), options=COCOOP_OPTIONS, presets=_presets("cocoop"), family="text-based",
              **clip, description="Co-CoOp: CoOp + per-clip meta-net context shift (batched)")
+
+
+@hookimpl
+def dferbench_register_commands(register):
+    from dferbench_plugins.baselines.bench import coop_memory_command
+
+    register(coop_memory_command, group="bench")

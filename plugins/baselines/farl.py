@@ -20,8 +20,7 @@ from typing import Any
 import open_clip
 import torch
 
-from dferbench.errors import DferbenchError
-from dferbench.models.clip import register_model_configs
+from dferbench import DferbenchError, register_model_configs
 
 __all__ = ["FARL_FILE", "FARL_URL", "MIM_PREFIXES", "load_farl"]
 
@@ -45,7 +44,7 @@ def load_farl(path: str | os.PathLike, model_name: str = "ViT-B-16-quickgelu", *
     the file is missing, cannot be read without running code, or is not a FaRL/CLIP
     checkpoint that fits ``model_name``.
     """
-    from dferbench.models.torch_checkpoint import read_torch_checkpoint
+    from dferbench import read_torch_checkpoint
 
     path = Path(path)
     if not path.is_file():

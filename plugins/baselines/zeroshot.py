@@ -31,7 +31,7 @@ class ZeroShotCLIP:
     def __init__(self, ctx):
         import torch
 
-        from dferbench.models.zeroshot import text_classifier
+        from dferbench import text_classifier
 
         self.ctx = ctx
         self.model, tokenizer = self.load(ctx.options, ctx.device)
@@ -41,7 +41,7 @@ class ZeroShotCLIP:
             self.classifier = text_classifier(self.model, tokenizer, texts, device=ctx.device)  # [D, C]
 
     def load(self, options: dict[str, Any], device: str):
-        from dferbench.models.clip import create_clip
+        from dferbench import create_clip
 
         return create_clip(options["clip_model"], options["pretrained"] or None, device=device)
 
@@ -49,7 +49,7 @@ class ZeroShotCLIP:
         return {}
 
     def predict(self, clips):
-        from dferbench.models.features import cached_frame_features, video_features
+        from dferbench import cached_frame_features, video_features
 
         cache = self.ctx.workdir / "features" if self.ctx.options["feature_cache"] else None
         frames = cached_frame_features(self.model.visual, clips, cache_dir=cache, device=self.ctx.device,

@@ -33,9 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Iterable, Sequence
 
-from dferbench.data.readers import count_frames, is_video_file
-from dferbench.data.records import ClipRecord
-from dferbench.errors import DferbenchError
+from dferbench import ClipRecord, DferbenchError, count_frames, is_video_file
 
 
 class AnnotationError(DferbenchError):

@@ -29,13 +29,9 @@ from dferbench_plugins.datasets.annotations import (
     read_split_file,
     resolve_records,
 )
-from dferbench.data.readers import AutoReader, FrameFolderReader
-from dferbench.data.records import ClipRecord, DFERDataset
-from dferbench.errors import DferbenchError
+from dferbench import DFEW_CLASSES, MAFW_CLASSES, AutoReader, ClipRecord, DferbenchError, DFERDataset, FrameFolderReader
 
-DFEW_CLASSES = ["happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear"]
-FERV39K_CLASSES = list(DFEW_CLASSES)
-MAFW_CLASSES = DFEW_CLASSES + ["contempt", "anxiety", "helplessness", "disappointment"]
+FERV39K_CLASSES = DFEW_CLASSES  # DFER-CLIP maps FERV39k's emotions to DFEW's order
 
 # DFEW's split CSVs: label id -> class (1 Happy, 2 Sad, 3 Neutral, 4 Angry, 5 Surprise,
 # 6 Disgust, 7 Fear). 0 marks clips without a single label; they are not in the benchmark.

@@ -35,10 +35,14 @@ import safetensors.torch
 import torch
 from open_clip.transformer import QuickGELU
 
-from dferbench.files import replacing
-
-from dferbench.models.torch_checkpoint import Inert, read_torch_checkpoint
-from dferbench.models.clip import build_clip_from_config, default_tokenizer, register_model_configs
+from dferbench import (
+    Inert,
+    build_clip_from_config,
+    default_tokenizer,
+    read_torch_checkpoint,
+    register_model_configs,
+    replacing,
+)
 from dferbench_plugins.dferclip.network import DFERCLIP
 
 __all__ = [

@@ -83,7 +83,7 @@ def pretrain_generator_seeds(seed: int) -> tuple[int, int]:
 
 
 def _record(gen_seed: int, index: int, label: int, subject: int, n_frames: int):
-    from dferbench.data.records import ClipRecord
+    from dferbench import ClipRecord
 
     return ClipRecord(clip_id=f"s{subject:04d}_c{index:07d}", source=f"synthetic:{gen_seed}:{index}",
                       n_frames=n_frames, label=label, subject=f"s{subject:04d}")
@@ -116,7 +116,7 @@ def batch_specs(gen_seed: int, step: int, batch_size: int, n_identities: int,
 
 
 def _frames_to_tensor(frames: np.ndarray, size: int) -> torch.Tensor:
-    from dferbench.data.transforms import build_clip_transform
+    from dferbench import build_clip_transform
 
     # The exact test-time input of the benchmark: CLIP-normalised pixels at the model's size.
     return build_clip_transform("none", size, normalize="clip", train=False)(frames, np.random.default_rng(0))
@@ -209,13 +209,14 @@ def heldout_set(seed: int, image_size: int, clips_per_class: int = 16, frames_pe
 
 
 def _descriptor_table() -> dict[str, str]:
-    from dferbench_plugins.textsets import descriptors
+    """The registered ``descriptors`` text set (the textsets plugin's) for the 11 classes."""
+    from dferbench import MAFW_CLASSES, class_texts
 
-    return descriptors()
+    return {c: texts[0] for c, texts in zip(MAFW_CLASSES, class_texts("descriptors", MAFW_CLASSES))}
 
 
 def _zero_shot_uar(feats: torch.Tensor, labels: np.ndarray, class_feats: torch.Tensor, classes: Sequence[int]) -> float:
-    from dferbench.report.metrics import uar
+    from dferbench import uar
 
     keep = np.isin(labels, classes)
     scores = feats[torch.from_numpy(keep)] @ class_feats.T
@@ -389,7 +390,7 @@ def _train(out_path: Path, json_path: Path, csv_path: Path, args: dict[str, Any]
     import open_clip
 
     from dferbench_plugins.synthetic.render import AU_KEYS
-    from dferbench.models.clip import clip_input_size, create_clip
+    from dferbench import clip_input_size, create_clip
 
     a = argparse.Namespace(**args)
     model_name, steps, batch_size, seed, lr, warmup = a.model_name, a.steps, a.batch_size, a.seed, a.lr, a.warmup

@@ -36,7 +36,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from dferbench.data.records import ClipRecord, DFERDataset
+from dferbench import DFEW_CLASSES, MAFW_CLASSES, ClipRecord, DFERDataset
 
 __all__ = [
     "ACTION_UNITS",
@@ -54,8 +54,6 @@ __all__ = [
     "write_synthetic_tree",
 ]
 
-DFEW_CLASSES = ["happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear"]
-MAFW_CLASSES = DFEW_CLASSES + ["contempt", "anxiety", "helplessness", "disappointment"]
 
 # Fold-1 training counts of the real sets (datasets.md), used as class proportions.
 DFEW_FOLD1_COUNTS = (1956, 1515, 2135, 1738, 1175, 116, 721)

@@ -80,6 +80,9 @@ _PUBLIC: dict[str, str] = {
     "full_precision": "dferbench.models.precision",
     "read_torch_checkpoint": "dferbench.models.torch_checkpoint",
     "Inert": "dferbench.models.torch_checkpoint",
+    # face detectors (dferbench predict)
+    "Box": "dferbench.predict.tracking",
+    "FaceDetector": "dferbench.predict.detection",
     # metrics and files
     "uar": "dferbench.report.metrics",
     "war": "dferbench.report.metrics",

@@ -99,16 +99,64 @@ def toy_plugin():
         pm.unregister(name="undo-toy")
 
 
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+BROWSER_HELP = ("install it with `apt-get install -y --no-install-recommends chromium chromium-driver` "
+                "and `pip install -e '.[test]'` (selenium)")
+
+
+def browser_missing() -> str:
+    """Why the ``browser`` tests cannot run here, or "" when they can."""
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing.append("selenium")
+    return "no " + " and no ".join(missing) if missing else ""
+
+
+BROWSER_DESELECTED = pytest.StashKey[int]()
+
+
+def _deselect(config, items, marker: str) -> int:
+    chosen = [item for item in items if item.get_closest_marker(marker)]
+    if chosen:
+        items[:] = [item for item in items if not item.get_closest_marker(marker)]
+        config.hook.pytest_deselected(items=chosen)
+    return len(chosen)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``cuda`` need a CUDA GPU: deselected (and said so) where torch sees none."""
-    if torch.cuda.is_available():
-        return
-    cuda = [item for item in items if item.get_closest_marker("cuda")]
-    if cuda:
-        items[:] = [item for item in items if not item.get_closest_marker("cuda")]
-        config.hook.pytest_deselected(items=cuda)
+    """Tests marked ``cuda`` need a CUDA GPU: deselected (and said so) where torch sees none.
+    Tests marked ``browser`` need chromium: deselected (and said so) where it is missing,
+    unless CI is set, where they run and fail."""
+    if not torch.cuda.is_available():
+        _deselect(config, items, "cuda")
+    if browser_missing() and not os.environ.get("CI"):
+        config.stash[BROWSER_DESELECTED] = _deselect(config, items, "browser")
 
 
 def pytest_report_header(config):
-    return "cuda tests: " + ("run on " + torch.cuda.get_device_name(0) if torch.cuda.is_available()
-                             else "deselected (torch sees no CUDA GPU; scripts/gpu_check.sh runs them)")
+    why = browser_missing()
+    return [
+        "cuda tests: " + ("run on " + torch.cuda.get_device_name(0) if torch.cuda.is_available()
+                          else "deselected (torch sees no CUDA GPU; scripts/gpu_check.sh runs them)"),
+        "browser tests: " + ("run with " + CHROMIUM if not why else
+                             f"FAIL under CI ({why}): {BROWSER_HELP}" if os.environ.get("CI") else
+                             f"deselected ({why}): {BROWSER_HELP}"),
+    ]
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """Say why browser tests were deselected at the end too, where -q hides the header."""
+    if config.stash.get(BROWSER_DESELECTED, 0):
+        terminalreporter.write_line(f"{config.stash[BROWSER_DESELECTED]} browser tests deselected "
+                                    f"({browser_missing()}): {BROWSER_HELP}", yellow=True)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> tuple[str, str]:
+    """Paths of the browser and its driver; fails, saying how to install them, where they are missing."""
+    why = browser_missing()
+    if why:
+        pytest.fail(f"the browser tests need chromium ({why}): {BROWSER_HELP}", pytrace=False)
+    return CHROMIUM, CHROMEDRIVER

@@ -17,7 +17,14 @@ from dferbench.plugin import hookspecs
 from dferbench.plugin import manager as plugins
 from dferbench.plugin.boundary import PluginFailure
 from dferbench.plugin.manager import pm
-from dferbench.plugin.specs import ClipModelSpec, CommandSpec, DatasetSpec, ModelSpec, TextSetSpec
+from dferbench.plugin.specs import (
+    ClipModelSpec,
+    CommandSpec,
+    DatasetSpec,
+    FaceDetectorSpec,
+    ModelSpec,
+    TextSetSpec,
+)
 
 
 def test_every_hook_has_a_test():
@@ -155,10 +162,35 @@ def test_hook_dferbench_register_commands(registered):
             group._plugin_commands = None
 
 
+def test_hook_dferbench_register_face_detectors(registered):
+    import numpy as np
+
+    from dferbench import Box
+
+    class Corner:
+        def __init__(self, device="cpu"):
+            self.device = device
+
+        def detect(self, frames):
+            return [[Box(0, 0, 8, 8, 1.0)] for _ in frames]
+
+    class Detectors:
+        @hookimpl
+        def dferbench_register_face_detectors(self, register):
+            register("corner", Corner, description="the top-left corner")
+
+    registered(Detectors(), "undo-detectors")
+    spec = plugins.get("face detector", "corner")
+    assert isinstance(spec, FaceDetectorSpec) and spec.plugin.name == "undo-detectors"
+    detector = spec.build(device="cpu")
+    assert detector.detect(np.zeros((2, 16, 16, 3), np.uint8))[1][0].x1 == 8
+    assert {"haar", "mtcnn", "none"} <= set(plugins.face_detectors())  # the built-ins
+
+
 def test_register_signatures_are_the_specs():
     """What hookspecs declares is exactly what a spec holds (plus who registered it)."""
     for kind, spec in [("dataset", DatasetSpec), ("model", ModelSpec), ("text set", TextSetSpec),
-                       ("CLIP model", ClipModelSpec), ("command", CommandSpec)]:
+                       ("CLIP model", ClipModelSpec), ("face detector", FaceDetectorSpec), ("command", CommandSpec)]:
         declared = list(plugins.register_signature(kind).parameters)
         assert declared == [f.name for f in dataclasses.fields(spec) if f.name != "plugin"], kind
 

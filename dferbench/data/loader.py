@@ -116,9 +116,13 @@ class ClipSet:
         return replace(self, records=[self.records[i] for i in indices])
 
     def fingerprint(self) -> str:
-        """Identifies the test-time input: clips, sampling, resolution, normalisation."""
+        """Identifies the test-time input: clips, sampling, resolution, normalisation, and
+        the reader's ``fingerprint_tag`` where it has a non-empty one (a corruption)."""
         h = hashlib.sha256()
         h.update(f"{self.dataset}|{self.num_frames}|{self.image_size}|{self.normalize}".encode())
+        tag = getattr(self.reader, "fingerprint_tag", "")
+        if tag:
+            h.update(f"|reader:{tag}".encode())
         for r in self.records:
             h.update(f"|{r.clip_id}:{r.source}:{r.n_frames}".encode())
         return h.hexdigest()[:16]

@@ -76,6 +76,10 @@ class RegisterClipModel(Protocol):
     ) -> None: ...
 
 
+class RegisterFaceDetector(Protocol):
+    def __call__(self, name: str, factory: Callable[..., Any], *, description: str = "") -> None: ...
+
+
 class RegisterCommands(Protocol):
     def __call__(self, command: Any, *, group: str = "") -> None: ...
 
@@ -160,6 +164,20 @@ def dferbench_register_clip_models(register: RegisterClipModel) -> None:
     architecture's state dict (``.safetensors``, or a torch file read without unpickling
     code); a model then uses ``clip_model = name`` and ``pretrained = tag``. ``source``
     says how to obtain or rebuild a weights file that is missing.
+    """
+
+
+@hookspec
+def dferbench_register_face_detectors(register: RegisterFaceDetector) -> None:
+    """Offer face detectors for ``dferbench predict``. Runs once per process, the first time
+    the detector registry is read.
+
+    Call ``register(name, factory, description=...)`` once per detector. ``factory(device=...)``
+    returns an object with ``detect(frames: uint8 [N, H, W, 3]) -> list[list[Box]]`` (one list
+    of :class:`dferbench.Box` per frame, with a confidence score); an object
+    whose ``whole_frame`` attribute is true skips detection (the frames are face crops already).
+    Import heavy libraries inside the factory; raise :class:`dferbench.DferbenchError`
+    saying how to install what is missing.
     """
 
 

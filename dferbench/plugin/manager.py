@@ -4,8 +4,8 @@ The built-in plugins are listed by module path (:data:`DEFAULT_PLUGINS`) and reg
 first, without relying on installed entry-point metadata; third-party plugins come from
 the ``dferbench`` entry-point group. Hooks are called through ``pm.hook.<name>(register=...)``,
 so pluggy's monitoring sees every call. Each registry (datasets, models, text sets, CLIP
-models, commands) is built once per process and rebuilt only when the set of registered
-plugins changes. Environment variables steer loading:
+models, face detectors, commands) is built once per process and rebuilt only when the set
+of registered plugins changes. Environment variables steer loading:
 
 - ``DFERBENCH_DISABLE_PLUGINS=a,b`` skips the plugins named ``a`` and ``b``, by plugin
   (entry-point) name or by distribution name; the word ``third-party`` skips every plugin
@@ -42,6 +42,7 @@ from dferbench.plugin.specs import (
     ClipModelSpec,
     CommandSpec,
     DatasetSpec,
+    FaceDetectorSpec,
     ModelSpec,
     TextSetSpec,
 )
@@ -55,6 +56,7 @@ DEFAULT_PLUGINS = (
     "dferbench_plugins.textsets",
     "dferbench_plugins.dferclip",
     "dferbench_plugins.baselines",
+    "dferbench_plugins.faces",
 )
 """The built-in plugins, registered under their last name component (``synthetic``...)."""
 
@@ -247,6 +249,7 @@ _KINDS: dict[str, tuple[type, type, str]] = {
     "model": (hookspecs.RegisterModel, ModelSpec, "dferbench_register_models"),
     "text set": (hookspecs.RegisterPrompts, TextSetSpec, "dferbench_register_prompts"),
     "CLIP model": (hookspecs.RegisterClipModel, ClipModelSpec, "dferbench_register_clip_models"),
+    "face detector": (hookspecs.RegisterFaceDetector, FaceDetectorSpec, "dferbench_register_face_detectors"),
     "command": (hookspecs.RegisterCommands, CommandSpec, "dferbench_register_commands"),
 }
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$", re.IGNORECASE)
@@ -385,16 +388,23 @@ def clip_models() -> dict[str, ClipModelSpec]:
     return _cached("CLIP model")
 
 
+def face_detectors() -> dict[str, FaceDetectorSpec]:
+    """Every registered face detector by name."""
+    return _cached("face detector")
+
+
 def commands() -> list[CommandSpec]:
     """The click commands plugins offer, built-ins first."""
     return list(_cached("command").values())
 
 
-_GETTERS = {"dataset": datasets, "model": models, "text set": prompts, "CLIP model": clip_models}
+_GETTERS = {"dataset": datasets, "model": models, "text set": prompts, "CLIP model": clip_models,
+            "face detector": face_detectors}
 
 
 def get(kind: str, name: str) -> Any:
-    """Look up a registered dataset, model or text set, with a "did you mean" on a miss."""
+    """Look up a registered dataset, model, text set, CLIP model or face detector, with a "did
+    you mean" on a miss."""
     registry = _GETTERS[kind]()
     if name not in registry:
         raise unknown_name(kind, name, registry)

@@ -182,6 +182,20 @@ class ClipModelSpec:
 
 
 @dataclass(frozen=True)
+class FaceDetectorSpec:
+    """A registered face detector for ``dferbench predict``: ``factory(device=...)`` builds it."""
+
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
+    plugin: PluginInfo = UNREGISTERED
+
+    def build(self, **kwargs: Any) -> Any:
+        """The detector (``detect(frames) -> boxes per frame``), built inside the failure boundary."""
+        return call(self.plugin, f"face detector {self.name!r}", self.factory, **kwargs)
+
+
+@dataclass(frozen=True)
 class CommandSpec:
     """A registered click command; ``group`` is ``""`` (top level) or ``"bench"``."""
 

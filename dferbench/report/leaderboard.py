@@ -37,7 +37,11 @@ def has_temporal_model(result: Mapping[str, Any]) -> bool:
 
 
 def aggregate(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Group unit results by (run name, selection); one dict per leaderboard row."""
+    """Group unit results by (run name, selection); one dict per leaderboard row.
+
+    ``units`` keeps the row's unit results (the dicts given, in (fold, seed) order) for
+    reports that show them one by one, such as the site's row pages.
+    """
     import pandas as pd
 
     if not results:
@@ -55,6 +59,7 @@ def aggregate(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "selection": selection,
             "uar": float(units["uar"].mean()),
             "uar_text": _pm(units["uar"]),
+            "war": float(units["war"].mean()),
             "war_text": _pm(units["war"]),
             "folds": sorted(set(units["fold"])),
             "seeds": sorted(set(units["seed"])),
@@ -65,6 +70,7 @@ def aggregate(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "size": first["image_size"],
             "normalize": first["normalize"],
             "precision": "+".join(sorted(set(units["precision"].fillna("-")))) if "precision" in units else "-",
+            "units": [results[i] for i in units.index],
         })
     rows.sort(key=lambda r: (-r["uar"], r["run_name"]))
     return rows

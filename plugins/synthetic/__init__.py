@@ -25,12 +25,13 @@ PROFILE = {
 """Settings that suit the synthetic benchmark for the built-in CLIP models."""
 
 
-def _factory(num_classes: int):
+def _factory(num_classes: int, domain: str = "synthetic"):
     def build(options: Mapping[str, Any]):
         from dferbench_plugins.synthetic.render import make_synthetic_dataset
 
         return make_synthetic_dataset(num_classes=num_classes, num_clips=options["num_clips"],
-                                      image_size=options["render_size"], seed=options["generator_seed"])
+                                      image_size=options["render_size"], seed=options["generator_seed"],
+                                      domain=domain)
 
     return build
 
@@ -41,6 +42,9 @@ def dferbench_register_datasets(register):
              description="Rendered face clips, 7 classes in DFEW order, 5 subject-independent folds (default)")
     register("synthetic-11", _factory(11), options=OPTIONS, profile=PROFILE,
              description="Rendered face clips, 11 classes in MAFW order, 5 subject-independent folds")
+    register("synthetic-wild", _factory(7, "synthetic-wild"), options=OPTIONS, profile=PROFILE,
+             description="A shifted domain of synthetic: other identities, wider head poses, darker coloured "
+                         "light, more occlusion, noise and blur; 7 classes in DFEW order, 5 folds")
 
 
 @hookimpl

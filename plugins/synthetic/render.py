@@ -21,9 +21,16 @@ contempt, weak expressions versus neutral faces with stray actions) so a tiny mo
 does not reach 100%. Disappointment also has an order cue: a brief early smile that
 collapses into pressed, downturned lips.
 
-Everything is a pure function of ``(seed, clip index)`` and ``(seed, subject index)``:
-a clip's ``source`` is ``"synthetic:<seed>:<clip index>"``, and the reader renders
-exactly the requested frames, identically in any process.
+Domains (:data:`DOMAINS`) set the nuisance distributions. ``synthetic`` is the
+benchmark's; ``synthetic-wild`` is a shifted domain for transfer tests: other identities
+(random streams of its own), wider head poses and drift, darker and more directional
+light with colour casts, more occlusion, more sensor noise and a camera blur. Expressions,
+their timing and the class proportions are the same in both.
+
+Everything is a pure function of ``(domain, seed, clip index)`` and ``(domain, seed,
+subject index)``: a clip's ``source`` is ``"<domain>:<seed>:<clip index>"`` (e.g.
+``"synthetic:0:17"``), and the reader renders exactly the requested frames, identically
+in any process.
 """
 
 from __future__ import annotations
@@ -41,9 +48,11 @@ from dferbench import DFEW_CLASSES, MAFW_CLASSES, ClipRecord, DFERDataset
 __all__ = [
     "ACTION_UNITS",
     "DFEW_CLASSES",
+    "DOMAINS",
     "EMOTION_AUS",
     "MAFW_CLASSES",
     "ClipParams",
+    "Domain",
     "Identity",
     "SyntheticReader",
     "apex_frame",
@@ -102,6 +111,45 @@ _PITCH_TREND = {"sadness": (0.0, 0.1), "helplessness": (0.1, 0.25), "disappointm
 RGB = tuple[float, float, float]
 
 _STREAM_IDENTITY, _STREAM_CLIP, _STREAM_NOISE, _STREAM_LENGTH, _STREAM_LAYOUT = 1, 2, 3, 4, 5
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The nuisance distributions of a synthetic domain. Ranges are ``(low, high)`` of
+    uniform draws; poses in radians and fractions of the half image; ``blur`` is a
+    camera blur sigma in pixels at 64 px (scaled with the render size).
+
+    ``stream`` offsets the random streams of identities, clips, lengths and fold
+    layout, so two domains share no identity and no clip. The defaults are the
+    ``synthetic`` domain.
+    """
+
+    stream: int = 0
+    yaw: float = 0.3
+    pitch: float = 0.15
+    roll_sd: float = 0.08
+    roll_max: float = 0.2
+    dx: float = 0.06
+    dy: tuple[float, float] = (-0.04, 0.08)
+    scale: tuple[float, float] = (1.05, 1.28)
+    drift_amp: tuple[float, ...] = (0.12, 0.08, 0.06, 0.03, 0.03, 0.03)  # yaw, pitch, roll, dx, dy, scale
+    light_strength: tuple[float, float] = (0.0, 0.35)
+    brightness: tuple[float, float] = (0.7, 1.15)
+    cast: tuple[float, float] = (0.9, 1.1)
+    noise: tuple[float, float] = (0.01, 0.045)
+    occlusion: float = 0.15  # probability of an occluder
+    blur: tuple[float, float] = (0.0, 0.0)
+
+
+DOMAINS: dict[str, Domain] = {
+    "synthetic": Domain(),
+    "synthetic-wild": Domain(
+        stream=10, yaw=0.4, pitch=0.2, roll_sd=0.11, roll_max=0.28, dx=0.08, dy=(-0.06, 0.1),
+        scale=(1.0, 1.3), drift_amp=(0.15, 0.1, 0.08, 0.04, 0.04, 0.04), light_strength=(0.2, 0.5),
+        brightness=(0.55, 0.95), cast=(0.8, 1.2), noise=(0.025, 0.07), occlusion=0.35, blur=(0.2, 0.8),
+    ),
+}
+"""Synthetic domains by the name their clip sources start with."""
 
 
 # --------------------------------------------------------------------------------------
@@ -170,6 +218,8 @@ class ClipParams:
     noise: float
     background: tuple[RGB, RGB]
     occlusion: Mapping[str, Any] | None
+    domain: str = "synthetic"
+    blur: float = 0.0  # camera blur sigma, pixels at 64 px
 
 
 def _rng(seed: int, stream: int, *keys: int) -> np.random.Generator:
@@ -185,8 +235,8 @@ def _mix(a: Sequence[float], b: Sequence[float], w: float) -> RGB:
     return _rgb(x + (y - x) * w for x, y in zip(a, b))
 
 
-def _identity(seed: int, subject_index: int) -> Identity:
-    r = _rng(seed, _STREAM_IDENTITY, subject_index)
+def _identity(seed: int, subject_index: int, domain: Domain = DOMAINS["synthetic"]) -> Identity:
+    r = _rng(seed, _STREAM_IDENTITY + domain.stream, subject_index)
     tone = r.uniform()
     skin = _mix((0.96, 0.80, 0.68), (0.42, 0.28, 0.20), tone)
     skin = _rgb(c * r.uniform(0.94, 1.06) for c in skin)
@@ -215,8 +265,9 @@ def _identity(seed: int, subject_index: int) -> Identity:
 
 def _parse_source(source: str) -> tuple[int, int]:
     parts = source.split(":")
-    if len(parts) != 3 or parts[0] != "synthetic" or not (parts[1].isdigit() and parts[2].isdigit()):
-        raise ValueError(f"not a synthetic clip source (want 'synthetic:<seed>:<index>'): {source!r}")
+    if len(parts) != 3 or parts[0] not in DOMAINS or not (parts[1].isdigit() and parts[2].isdigit()):
+        raise ValueError(f"not a synthetic clip source (want '<domain>:<seed>:<index>', domain one of "
+                         f"{', '.join(DOMAINS)}): {source!r}")
     return int(parts[1]), int(parts[2])
 
 
@@ -230,13 +281,15 @@ def _subject_index(record: ClipRecord) -> int:
 def clip_params(record: ClipRecord) -> ClipParams:
     """Rebuild the generator parameters of a synthetic clip from its record."""
     seed, index = _parse_source(record.source)
+    domain = record.source.split(":", 1)[0]
+    d = DOMAINS[domain]
     if not 0 <= record.label < len(MAFW_CLASSES):
         raise ValueError(f"clip {record.clip_id}: label {record.label} outside 0..{len(MAFW_CLASSES) - 1}")
     if record.n_frames < 1:
         raise ValueError(f"clip {record.clip_id}: needs at least one frame, got {record.n_frames}")
     emotion = MAFW_CLASSES[record.label]
-    ident = _identity(seed, _subject_index(record))
-    r = _rng(seed, _STREAM_CLIP, index)
+    ident = _identity(seed, _subject_index(record), d)
+    r = _rng(seed, _STREAM_CLIP + d.stream, index)
     n = record.n_frames
 
     # Expression: subtle clips (low intensity) overlap neutral faces with stray actions.
@@ -283,24 +336,24 @@ def clip_params(record: ClipRecord) -> ClipParams:
     blinks = tuple(float(b) for b in np.sort(r.uniform(0, max(n - 1, 1), size=r.poisson(n / 35 + 0.2))))
     smirk_side = int(r.choice([-1, 1]))
 
-    pose = (r.uniform(-0.3, 0.3), r.uniform(-0.15, 0.15), float(np.clip(r.normal(0, 0.08), -0.2, 0.2)),
-            r.uniform(-0.06, 0.06), r.uniform(-0.04, 0.08), r.uniform(1.05, 1.28))
-    drift_amp = (0.12, 0.08, 0.06, 0.03, 0.03, 0.03)
+    pose = (r.uniform(-d.yaw, d.yaw), r.uniform(-d.pitch, d.pitch),
+            float(np.clip(r.normal(0, d.roll_sd), -d.roll_max, d.roll_max)),
+            r.uniform(-d.dx, d.dx), r.uniform(*d.dy), r.uniform(*d.scale))
     drift = tuple((float(r.uniform(0, a)), float(r.uniform(0.3, 1.5)), float(r.uniform(0, 2 * np.pi)))
-                  for a in drift_amp)
+                  for a in d.drift_amp)
     lo, hi = _PITCH_TREND.get(emotion, (0.0, 0.0))
     pitch_trend = float(r.uniform(lo, hi)) if hi > 0 else 0.0
     gaze = (float(r.uniform(-0.02, 0.02)), float(r.uniform(-0.012, 0.012)))
 
-    light = (float(r.uniform(0, 2 * np.pi)), float(r.uniform(0.0, 0.35)), float(r.uniform(0.7, 1.15)))
-    cast = r.uniform(0.9, 1.1, size=3)
+    light = (float(r.uniform(0, 2 * np.pi)), float(r.uniform(*d.light_strength)), float(r.uniform(*d.brightness)))
+    cast = r.uniform(*d.cast, size=3)
     cast_rgb = (float(cast[0]), float(cast[1]), float(cast[2]))
-    noise = float(r.uniform(0.01, 0.045))
+    noise = float(r.uniform(*d.noise))
     grey = r.uniform(0.15, 0.75, size=(2, 1))
     bg0, bg1 = (_rgb(row) for row in grey + r.uniform(-0.12, 0.12, size=(2, 3)))
 
     occlusion: dict[str, Any] | None = None
-    if r.uniform() < 0.15:
+    if r.uniform() < d.occlusion:
         kind = "bar" if r.uniform() < 0.5 else "hand"
         t0 = float(r.uniform(0.0, 0.6))
         to = np.array([r.uniform(-0.3, 0.3), r.uniform(-0.1, 0.5)])
@@ -322,6 +375,7 @@ def clip_params(record: ClipRecord) -> ClipParams:
         lead=lead, lead_time=lead_time, talk=talk, blinks=blinks, smirk_side=smirk_side,
         pose=tuple(float(v) for v in pose), drift=drift, pitch_trend=pitch_trend, gaze=gaze,
         light=light, cast=cast_rgb, noise=noise, background=(bg0, bg1), occlusion=occlusion,
+        domain=domain, blur=float(r.uniform(*d.blur)) if d.blur[1] > 0 else 0.0,  # drawn last: none by default
     )
 
 
@@ -683,6 +737,8 @@ def render_frames(params: ClipParams, indices: Sequence[int], image_size: int = 
     angle, strength, brightness = params.light
     light = brightness * (1.0 + strength * (np.cos(angle) * x + np.sin(angle) * y))  # [1, S, S]
     img *= light[None] * (np.asarray(params.cast, np.float32) * 255.0)[:, None, None, None]
+    if params.blur > 0:
+        img = _camera_blur(img, params.blur * size / 64.0)
     bank = _noise_bank(size)
     amount = np.float32(params.noise * 255.0)
     for j, t in enumerate(idx):
@@ -691,6 +747,20 @@ def render_frames(params: ClipParams, indices: Sequence[int], image_size: int = 
     np.clip(img, 0.0, 255.0, out=img)
     img += 0.5
     return np.ascontiguousarray(img.astype(np.uint8).transpose(1, 2, 3, 0))
+
+
+def _camera_blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of planar frames ``[3, T, S, S]`` (reflected borders), two 1-D passes."""
+    size = img.shape[-1]
+    r = max(1, min(math.ceil(3.0 * sigma), size - 1))
+    taps = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2).astype(np.float32)
+    taps /= taps.sum()
+    for axis in (2, 3):
+        pad = [(0, 0)] * 4
+        pad[axis] = (r, r)
+        padded = np.pad(img, pad, mode="reflect")
+        img = sum(w * padded.take(np.arange(k, k + size), axis=axis) for k, w in enumerate(taps))
+    return img
 
 
 def _occlude(cv: _Canvas, o: Mapping[str, Any], x: np.ndarray, y: np.ndarray,
@@ -755,23 +825,27 @@ def _class_counts(num_classes: int, num_clips: int, num_folds: int) -> list[int]
     return [int(c) for c in counts]
 
 
-def _clip_length(seed: int, index: int) -> int:
-    r = _rng(seed, _STREAM_LENGTH, index)
+def _clip_length(seed: int, index: int, domain: Domain = DOMAINS["synthetic"]) -> int:
+    r = _rng(seed, _STREAM_LENGTH + domain.stream, index)
     if r.uniform() < 0.12:
         return int(r.integers(10, 16))
     return int(r.integers(16, 61))
 
 
 def make_synthetic_dataset(num_classes: int = 7, num_clips: int = 400, num_folds: int = 5,
-                           image_size: int = 64, seed: int = 0) -> DFERDataset:
+                           image_size: int = 64, seed: int = 0, domain: str = "synthetic") -> DFERDataset:
     """Build the synthetic benchmark: ``num_clips`` clips in ``num_folds`` folds.
 
     Classes follow DFEW's order (7) or MAFW's (11) with the real sets' imbalance, every
     class keeping at least one (usually two) clips in each test fold. Folds are
     subject-independent: fold ``k`` (1-based) tests on identity group ``k`` and trains
     on the others. Only the records are built here; pixels are rendered on demand by
-    the dataset's reader.
+    the dataset's reader. ``domain`` (a key of :data:`DOMAINS`) picks the nuisances; the
+    dataset is named after it, with ``-11`` for 11 classes.
     """
+    if domain not in DOMAINS:
+        raise ValueError(f"unknown synthetic domain {domain!r}; valid: {', '.join(DOMAINS)}")
+    d = DOMAINS[domain]
     if num_classes not in (7, 11):
         raise ValueError(f"num_classes must be 7 (DFEW order) or 11 (MAFW order), got {num_classes}")
     if num_folds < 2:
@@ -784,7 +858,7 @@ def make_synthetic_dataset(num_classes: int = 7, num_clips: int = 400, num_folds
     labels = np.repeat(np.arange(num_classes), counts)
     folds = np.arange(num_clips) % num_folds  # dealing class-sorted labels spreads each class
 
-    r = _rng(seed, _STREAM_LAYOUT, 0)
+    r = _rng(seed, _STREAM_LAYOUT + d.stream, 0)
     clip_index = r.permutation(num_clips)
     subject_of = np.empty(num_clips, dtype=np.int64)
     next_subject = 0
@@ -799,8 +873,8 @@ def make_synthetic_dataset(num_classes: int = 7, num_clips: int = 400, num_folds
     records: list[tuple[int, ClipRecord]] = []
     for j in range(num_clips):
         ci, subj = int(clip_index[j]), int(subject_of[j])
-        rec = ClipRecord(clip_id=f"s{subj:04d}_c{ci:04d}", source=f"synthetic:{seed}:{ci}",
-                         n_frames=_clip_length(seed, ci), label=int(labels[j]), subject=f"s{subj:04d}")
+        rec = ClipRecord(clip_id=f"s{subj:04d}_c{ci:04d}", source=f"{domain}:{seed}:{ci}",
+                         n_frames=_clip_length(seed, ci, d), label=int(labels[j]), subject=f"s{subj:04d}")
         records.append((int(folds[j]), rec))
     records.sort(key=lambda fr: _parse_source(fr[1].source)[1])
     splits = {
@@ -808,7 +882,7 @@ def make_synthetic_dataset(num_classes: int = 7, num_clips: int = 400, num_folds
         for k in range(num_folds)
     }
     return DFERDataset(
-        name="synthetic" if num_classes == 7 else "synthetic-11",
+        name=domain if num_classes == 7 else f"{domain}-11",
         classes=list(DFEW_CLASSES if num_classes == 7 else MAFW_CLASSES),
         splits=splits, reader=SyntheticReader(image_size), augmentation="none",
     )

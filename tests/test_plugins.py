@@ -342,14 +342,20 @@ class Faulty:
     ("predict", "model 'faulty-model' predict", "IndexError: index 3 is out of bounds"),
 ])
 def test_plugin_code_fails_in_one_line_naming_plugin(registered, tmp_path, where, what, error):
-    from dferbench import api
+    from dferbench.plugin.method import ModelContext
 
     registered(Faulty(where), "undo-faulty")
     with pytest.raises(PluginFailure) as caught:
-        api.run("faulty-model", "faulty-data", folds=[1], output=tmp_path, echo=lambda m: None)
+        data = plugins.get("dataset", "faulty-data").build({"clips_per_fold": 4})
+        ctx = ModelContext(model="faulty-model", dataset="faulty-data", fold=1, classes=data.classes, config={},
+                           device="cpu", seed=1, workdir=tmp_path, texts=lambda name, classes: [])
+        method = plugins.get("model", "faulty-model").build(ctx)
+        method.fit(data.split(1, "train"), None)
+        method.predict(data.split(1, "test"))
     message = str(caught.value)
     assert message.startswith(f"{what} failed (plugin 'undo-faulty', not from an installed distribution): {error}")
     assert "\n" not in message and caught.value.plugin.name == "undo-faulty"
+    assert caught.value.distribution == "" and isinstance(caught.value.__cause__, Exception)
     res = CliRunner().invoke(cli, ["run", "-m", "faulty-model", "-d", "faulty-data", "--folds", "1",
                                    "-o", str(tmp_path), "--no-leaderboard"])
     assert res.exit_code != 0 and "Traceback" not in res.output and error in res.output

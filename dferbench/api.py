@@ -186,3 +186,12 @@ def leaderboard(results: str | Path = "results", out: str | Path = "leaderboards
     if not Path(results).is_dir():
         raise DferbenchError(f"results directory {results} does not exist: run `dferbench run` first")
     return lb.build(Path(results), Path(out), datasets, check=check, images=images)
+
+
+def new_plugin(directory: str | Path, name: str | None = None) -> list[Path]:
+    """Write a complete, installable plugin package into ``directory`` (new or empty): a
+    dataset, a model, a text set, its tests (with :mod:`dferbench.testing`), a README and a
+    ``pyproject.toml`` with the ``dferbench`` entry point. Returns the files written."""
+    from dferbench.plugin.scaffold import new_plugin as write
+
+    return write(directory, name)

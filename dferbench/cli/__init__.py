@@ -472,6 +472,22 @@ def plugins_cmd() -> None:
         click.echo(f"failed: {failure}", err=True)
 
 
+@cli.command(name="new-plugin")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--name", help="Plugin name (default: the folder's name); the distribution is dferbench-NAME.")
+def new_plugin_cmd(directory, name) -> None:
+    """Write a complete plugin package into DIRECTORY: a dataset, a model, a text set, tests, a README.
+
+    \b
+    Example:
+      dferbench new-plugin mylab && pip install -e mylab && pytest mylab
+    """
+    from dferbench import api
+
+    for path in api.new_plugin(directory, name):
+        click.echo(f"wrote {path}")
+
+
 @cli.command(name="list")
 @click.argument("what", type=click.Choice(["models", "datasets", "prompts", "suites"]))
 def list_cmd(what) -> None:

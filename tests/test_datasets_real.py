@@ -172,7 +172,7 @@ def test_malformed_line_stops_the_build_with_file_and_line(dfew_root, tmp_path):
     ann = write_dfew_annotations(tmp_path / "ann", f"{AUTHORS_PREFIX}/DFEW/DFEW_Frame_Face")
     f = ann / "DFEW_set_3_test.txt"
     f.write_text(f.read_text() + "\n\n/x/00009 nine 2")
-    with pytest.raises(DferbenchError, match=r"DFEW_set_3_test\.txt:4: num_frames and label must be integers"):
+    with pytest.raises(DferbenchError, match=r"DFEW_set_3_test\.txt:4: n_frames and label must be integers"):
         build_dfew({"root": str(dfew_root), "annotations": str(ann)})
 
 

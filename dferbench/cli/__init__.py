@@ -307,7 +307,7 @@ def bench_cache(model, dataset, folds, overrides) -> None:
 @click.option("--model", "-m", default="dferclip", show_default=True, help="Model whose network is trained.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
 @click.option("--batch-size", type=int, help="Clips per step (default: 8 on CPU, 48 on CUDA).")
-@click.option("--frames", type=int, help="Frames per clip (default: 8 on CPU, 16 on CUDA).")
+@click.option("--num-frames", type=int, help="Frames sampled per clip (default: 8 on CPU, 16 on CUDA).")
 @click.option("--steps", type=int, help="Timed steps per mode (default: 4 on CPU, 20 on CUDA).")
 @click.option("--warmup", type=int, help="Untimed steps before (default: 1 on CPU, 5 on CUDA).")
 @click.option("--workers", type=int, help="DataLoader workers (default: 0 on CPU, the CPUs less one on CUDA).")
@@ -323,7 +323,8 @@ def bench_cache(model, dataset, folds, overrides) -> None:
               "these comma-separated seeds and compare UAR/WAR.")
 @click.option("--accuracy-epochs", default=2, show_default=True, help="Epochs of each accuracy run.")
 @click.option("--accuracy-clips", default=70, show_default=True, help="Synthetic clips (5 folds; fold 1 is used).")
-@click.option("--accuracy-frames", default=8, show_default=True, help="Frames per clip in the accuracy runs.")
+@click.option("--accuracy-num-frames", default=8, show_default=True,
+              help="Frames sampled per clip in the accuracy runs.")
 @click.option("--accuracy-batch-size", default=8, show_default=True, help="Batch size of the accuracy runs.")
 @click.option("--accuracy-pretrained", default="auto", show_default=True,
               help="Weights of the tiny CLIP in the accuracy runs: auto (the shipped synthetic-face weights if "
@@ -331,8 +332,8 @@ def bench_cache(model, dataset, folds, overrides) -> None:
 @click.option("--accuracy-lr-image", type=float, help="Image-encoder learning rate of the accuracy runs "
               "(default: the paper's 1e-5; random weights need more).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the tables as JSON here.")
-def bench_train(model, device, batch_size, frames, steps, warmup, workers, prefetch, clip_model, modes, root,
-                accuracy_seeds, accuracy_epochs, accuracy_clips, accuracy_frames, accuracy_batch_size,
+def bench_train(model, device, batch_size, num_frames, steps, warmup, workers, prefetch, clip_model, modes, root,
+                accuracy_seeds, accuracy_epochs, accuracy_clips, accuracy_num_frames, accuracy_batch_size,
                 accuracy_pretrained, accuracy_lr_image, json_out) -> None:
     """Clips/s and peak memory of the authors' training loop (reference) vs dferbench's (fast).
 
@@ -348,7 +349,7 @@ def bench_train(model, device, batch_size, frames, steps, warmup, workers, prefe
 
     device = resolve_device(device)
     settings = bt.defaults(device)
-    for key, value in {"model": model, "batch_size": batch_size, "frames": frames, "steps": steps,
+    for key, value in {"model": model, "batch_size": batch_size, "num_frames": num_frames, "steps": steps,
                        "warmup": warmup, "workers": workers, "prefetch": prefetch, "clip_model": clip_model}.items():
         if value is not None:
             setattr(settings, key, value)
@@ -372,7 +373,7 @@ def bench_train(model, device, batch_size, frames, steps, warmup, workers, prefe
     seeds = _ints(accuracy_seeds)
     if seeds:
         compare = ba.CompareSettings(device=device, seeds=seeds, epochs=accuracy_epochs, num_clips=accuracy_clips,
-                                     frames=accuracy_frames, batch_size=accuracy_batch_size,
+                                     num_frames=accuracy_num_frames, batch_size=accuracy_batch_size,
                                      pretrained=accuracy_pretrained or None, lr_image=accuracy_lr_image,
                                      workers=settings.workers if device.startswith("cuda") else 0)
         acc = ba.compare_training(compare, root=root, echo=lambda m: click.echo(m, err=True))

@@ -66,7 +66,7 @@ def aggregate(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "confusion": np.sum([np.array(c) for c in units["confusion"]], axis=0),
             "classes": first["classes"],
             "config_hash": ",".join(sorted(set(units["config_hash"]))),
-            "frames": first["num_frames"],
+            "num_frames": first["num_frames"],
             "size": first["image_size"],
             "normalize": first["normalize"],
             "precision": "+".join(sorted(set(units["precision"].fillna("-")))) if "precision" in units else "-",
@@ -132,7 +132,7 @@ def render(dataset: str, results_dir: Path, *, image_dir: str | None = None) -> 
         for r in rows:
             name = f"[{r['run_name']}]({image_dir}/{_slug(r['run_name'])}--{r['selection']}.png)" if image_dir else r["run_name"]
             table.append([name, r["family"] or "-", "yes" if r["temporal"] else "no", r["uar_text"], r["war_text"],
-                          len(r["folds"]), len(r["seeds"]), r["selection"], f"{r['frames']}x{r['size']}px",
+                          len(r["folds"]), len(r["seeds"]), r["selection"], f"{r['num_frames']}x{r['size']}px",
                           r["normalize"], r["precision"], r["config_hash"]])
         headers = ["method", "family", "temporal model", "UAR", "WAR", "folds", "seeds", "selection",
                    "input", "normalize", "precision", "config hash"]

@@ -36,7 +36,7 @@ class CompareSettings:
     seeds: list[int] = field(default_factory=lambda: [1])
     batch_size: int = 8
     eval_batch_size: int = 32
-    frames: int = 8
+    num_frames: int = 8
     render_size: int = 64
     normalize: str = "clip"
     workers: int = 0
@@ -123,12 +123,12 @@ def compare_training(settings: CompareSettings | None = None, *, root: str | os.
     for seed in s.seeds:
         for name in s.modes:
             mode = MODES[name]
-            bench = BenchSettings(device=s.device, clip_model=s.clip_model, frames=s.frames, seed=seed)
+            bench = BenchSettings(device=s.device, clip_model=s.clip_model, num_frames=s.num_frames, seed=seed)
             model, optimizer = build(bench, mode, pretrained=pretrained, lrs=lrs)
             size = image_size(model)
 
             def clipset(split: str) -> ClipSet:
-                return ClipSet("synthetic", ds.split(s.fold, split), ds.reader, num_frames=s.frames, image_size=size,
+                return ClipSet("synthetic", ds.split(s.fold, split), ds.reader, num_frames=s.num_frames, image_size=size,
                                normalize=s.normalize, augmentation="dfew" if split == "train" else "none",
                                workers=s.workers, pipeline=mode["pipeline"])
 

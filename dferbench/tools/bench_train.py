@@ -67,14 +67,14 @@ class BenchSettings:
     model: str = "dferclip"
     clip_model: str = "dferbench-tiny"
     batch_size: int = 8
-    frames: int = 8
+    num_frames: int = 8
     steps: int = 4
     warmup: int = 1
     workers: int = 0
     prefetch: int = -1  # batches finished ahead on the device (-1 auto); the reference mode never does
     augmentation: str = "dfew"
     frame_size: int = 224  # the JPEGs on disk (face crops are 224 x 224)
-    frames_per_clip: int = 32
+    n_frames: int = 32  # frames of each clip on disk
     clips: int = 0  # 0 = (warmup + steps) batches: the timed window stays inside one epoch
     seed: int = 1
     eval_steps: int = 2  # inference batches timed after training (0 = none)
@@ -87,7 +87,7 @@ def defaults(device: str) -> BenchSettings:
     if device.startswith("cuda"):
         from dferbench.data.loader import resolve_workers
 
-        return BenchSettings(device=device, clip_model="ViT-B-32-quickgelu", batch_size=48, frames=16, steps=20,
+        return BenchSettings(device=device, clip_model="ViT-B-32-quickgelu", batch_size=48, num_frames=16, steps=20,
                              warmup=5, eval_steps=10, workers=resolve_workers(-1, device))
     return BenchSettings(device=device)
 
@@ -135,7 +135,7 @@ def build_network_and_optimizer(settings: BenchSettings, mode: dict[str, Any], p
 
     seed_everything(settings.seed)
     model = api.build_model(settings.model, class_texts=[f"a face showing {c}." for c in DFEW_CLASSES],
-                            clip_model=settings.clip_model, pretrained=pretrained, num_frames=settings.frames,
+                            clip_model=settings.clip_model, pretrained=pretrained, num_frames=settings.num_frames,
                             device=settings.device)
     if manager.get("model", settings.model).optimizer is not None:  # the model's own, as it trains
         optimizer, _ = api.build_optimizer(settings.model, model, fused=mode["fused"], **(lrs or {}))
@@ -171,11 +171,11 @@ def run_mode(name: str, settings: BenchSettings, records: list[ClipRecord]) -> d
     pipeline, workers, prefetch = "none", 0, 0
     if mode["pipeline"] is None:
         g = torch.Generator().manual_seed(settings.seed)
-        video = torch.rand(settings.batch_size, settings.frames, 3, size, size, generator=g).to(device)
+        video = torch.rand(settings.batch_size, settings.num_frames, 3, size, size, generator=g).to(device)
         labels = torch.randint(len(DFEW_CLASSES), (settings.batch_size,), generator=g).to(device)
         batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = itertools.repeat((video, labels))
     else:
-        clips = ClipSet("bench", records, FrameFolderReader(), num_frames=settings.frames, image_size=size,
+        clips = ClipSet("bench", records, FrameFolderReader(), num_frames=settings.num_frames, image_size=size,
                         normalize="none", augmentation=settings.augmentation, workers=settings.workers,
                         pipeline=mode["pipeline"], prefetch=_prefetch(settings, mode))
         stream = clips.batches(train=True, batch_size=settings.batch_size, device=device, seed=settings.seed,
@@ -238,7 +238,7 @@ def _eval_batches(settings: BenchSettings, mode: dict[str, Any], records: list[C
     from dferbench.data.loader import ClipSet
     from dferbench.data.readers import FrameFolderReader
 
-    clips = ClipSet("bench", records, FrameFolderReader(), num_frames=settings.frames, image_size=size,
+    clips = ClipSet("bench", records, FrameFolderReader(), num_frames=settings.num_frames, image_size=size,
                     normalize="none", augmentation="none", workers=settings.workers, pipeline=mode["pipeline"],
                     prefetch=_prefetch(settings, mode))
     stream = clips.batches(train=False, batch_size=settings.batch_size, device=settings.device, persistent=True)
@@ -300,7 +300,7 @@ def benchmark_training(settings: BenchSettings | None = None, *, root: str | os.
     from dferbench.tools.bench_data import write_frame_folders
 
     clips = settings.clips or (settings.warmup + settings.steps) * settings.batch_size
-    records = write_frame_folders(Path(root) / "frames", clips, settings.frames_per_clip, settings.frame_size)
+    records = write_frame_folders(Path(root) / "frames", clips, settings.n_frames, settings.frame_size)
     rows: list[dict[str, Any]] = []
     # On the CPU, subnormal floats (a saturated softmax at temperature 0.01 makes them in the
     # backward pass) slow single steps down 10x at random; flushing them to zero keeps the
@@ -317,7 +317,7 @@ def benchmark_training(settings: BenchSettings | None = None, *, root: str | os.
                 gc.collect()
                 if settings.device.startswith("cuda"):
                     torch.cuda.empty_cache()
-            rows.append({**row, "batch": settings.batch_size, "frames": settings.frames,
+            rows.append({**row, "batch": settings.batch_size, "num_frames": settings.num_frames,
                          "clip_model": settings.clip_model, "device": settings.device})
             _speedups(rows)
             if echo:
@@ -345,7 +345,7 @@ def format_table(rows: list[dict[str, Any]], keys: list[str] | None = None) -> s
     return tabulate([[r.get(k, "") for k in keys] for r in rows], headers=keys, tablefmt="pipe")
 
 
-TIMING_KEYS = ["mode", "device", "clip_model", "batch", "frames", "precision", "pipeline", "workers", "prefetch",
+TIMING_KEYS = ["mode", "device", "clip_model", "batch", "num_frames", "precision", "pipeline", "workers", "prefetch",
                "ms_per_step", "clips_per_s", "speedup", "input_ms_per_step", "peak_mem_mb", "eval_clips_per_s"]
 
 

@@ -1,6 +1,6 @@
 """DFER-CLIP annotation files: parsing, re-basing paths onto a local root, disk counts.
 
-Format: one clip per line, ``<frame_dir> <num_frames> <label>``, whitespace separated,
+Format: one clip per line, ``<frame_dir> <n_frames> <label>``, whitespace separated,
 label 0-based. Blank lines are skipped, a missing final newline and CRLF endings are
 fine; a path may contain spaces (the last two fields are the numbers). Anything else
 is an :class:`AnnotationError` that names ``file:line``.
@@ -84,7 +84,7 @@ def parse_annotation_text(
         if len(fields) != 3:
             errors.append(AnnotationError(
                 file, number,
-                f"expected '<frame_dir> <num_frames> <label>', got {stripped[:120]!r}",
+                f"expected '<frame_dir> <n_frames> <label>', got {stripped[:120]!r}",
             ))
             continue
         path, count_text, label_text = fields
@@ -94,11 +94,11 @@ def parse_annotation_text(
         except ValueError:
             errors.append(AnnotationError(
                 file, number,
-                f"num_frames and label must be integers, got {count_text!r} and {label_text!r}",
+                f"n_frames and label must be integers, got {count_text!r} and {label_text!r}",
             ))
             continue
         if count < 1:
-            errors.append(AnnotationError(file, number, f"num_frames must be >= 1, got {count}"))
+            errors.append(AnnotationError(file, number, f"n_frames must be >= 1, got {count}"))
             continue
         if label < 0 or (num_classes is not None and label >= num_classes):
             valid = f"0..{num_classes - 1}" if num_classes is not None else ">= 0"

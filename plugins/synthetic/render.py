@@ -903,7 +903,7 @@ def write_synthetic_tree(dataset: DFERDataset, root: Path, quality: int = 95,
 
     Frames go to ``root/frames/<clip_id>/00001.jpg ...``; each fold's splits go to
     ``root/annotations/<NAME>_set_<k>_<train|test>.txt``, one ``<absolute frame dir>
-    <num_frames> <label>`` line per clip and no newline after the last line, like the
+    <n_frames> <label>`` line per clip and no newline after the last line, like the
     released files. ``NAME`` defaults to ``DFEW`` for 7 classes and ``MAFW`` for 11,
     so loaders of the real layouts can read the tree. Returns ``root``.
     """

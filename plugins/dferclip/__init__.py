@@ -66,13 +66,13 @@ def load_checkpoint(path: Path, options: Mapping[str, Any], device: str) -> Load
     The architecture of an authors' file is inferred from its tensor shapes unless
     ``options`` names it (``clip_model``): shapes cannot tell the attention head count of
     a non-OpenAI CLIP."""
-    from dferbench_plugins.dferclip import checkpoints
+    from dferbench_plugins.dferclip import authors, checkpoints
 
     if path.suffix == ".safetensors":
         network, _ = checkpoints.load_checkpoint(path, device=device)
         return LoadedNetwork(network, list(network.class_texts), f"loaded dferbench checkpoint {path}")
     try:
-        loaded = checkpoints.load_authors_checkpoint(path, clip_model_name=options.get("clip_model"), device=device)
+        loaded = authors.load_authors_checkpoint(path, clip_model_name=options.get("clip_model"), device=device)
     except (ValueError, RuntimeError, NotImplementedError) as exc:
         raise DferbenchError(f"checkpoint {path}: {exc}") from None
     message = (f"loaded the DFER-CLIP authors' checkpoint {path}: architecture {loaded.clip_model_name or 'custom'}, "

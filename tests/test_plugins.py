@@ -16,6 +16,7 @@ from dferbench.errors import DferbenchError, PluginError
 from dferbench.plugin import hookspecs
 from dferbench.plugin import manager as plugins
 from dferbench.plugin.boundary import PluginFailure
+from dferbench.plugin.registration import register_signature
 from dferbench.plugin.manager import pm
 from dferbench.plugin.specs import (
     ClipModelSpec,
@@ -191,7 +192,7 @@ def test_register_signatures_are_the_specs():
     """What hookspecs declares is exactly what a spec holds (plus who registered it)."""
     for kind, spec in [("dataset", DatasetSpec), ("model", ModelSpec), ("text set", TextSetSpec),
                        ("CLIP model", ClipModelSpec), ("face detector", FaceDetectorSpec), ("command", CommandSpec)]:
-        declared = list(plugins.register_signature(kind).parameters)
+        declared = list(register_signature(kind).parameters)
         assert declared == [f.name for f in dataclasses.fields(spec) if f.name != "plugin"], kind
 
 

@@ -22,13 +22,12 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.metadata
-import inspect
 import os
 import re
 import sys
 import warnings
 from contextvars import ContextVar
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Callable, Mapping
 
@@ -37,8 +36,8 @@ import pluggy
 from dferbench.errors import PluginError, unknown_name
 from dferbench.plugin import hookspecs
 from dferbench.plugin.boundary import PluginInfo
+from dferbench.plugin.registration import KINDS, make_spec
 from dferbench.plugin.specs import (
-    FAMILIES,
     ClipModelSpec,
     CommandSpec,
     DatasetSpec,
@@ -243,74 +242,6 @@ def _trace_after(outcome: Any, hook_name: str, impls: list, kwargs: dict) -> Non
     print(f"[dferbench] {hook_name} answered {answer}", file=sys.stderr)
 
 
-# The register signature of each kind is the one its Protocol in hookspecs declares.
-_KINDS: dict[str, tuple[type, type, str]] = {
-    "dataset": (hookspecs.RegisterDataset, DatasetSpec, "dferbench_register_datasets"),
-    "model": (hookspecs.RegisterModel, ModelSpec, "dferbench_register_models"),
-    "text set": (hookspecs.RegisterPrompts, TextSetSpec, "dferbench_register_prompts"),
-    "CLIP model": (hookspecs.RegisterClipModel, ClipModelSpec, "dferbench_register_clip_models"),
-    "face detector": (hookspecs.RegisterFaceDetector, FaceDetectorSpec, "dferbench_register_face_detectors"),
-    "command": (hookspecs.RegisterCommands, CommandSpec, "dferbench_register_commands"),
-}
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$", re.IGNORECASE)
-
-
-def register_signature(kind: str) -> inspect.Signature:
-    """The ``register(...)`` signature of ``kind`` (``dataset``, ``model``...), from hookspecs."""
-    signature = inspect.signature(_KINDS[kind][0].__call__)
-    return signature.replace(parameters=list(signature.parameters.values())[1:])  # without self
-
-
-def _make_spec(kind: str, plugin: PluginInfo, args: tuple, kwargs: dict) -> Any:
-    """The spec for one ``register(*args, **kwargs)`` call, or a one-line PluginError."""
-    signature = register_signature(kind)
-    shown = args[0] if args and isinstance(args[0], str) else kwargs.get("name", "")
-    what = f"{plugin}: register() of {kind} {shown!r}" if shown else f"{plugin}: register() of a {kind}"
-    try:
-        bound = signature.bind(*args, **kwargs)
-    except TypeError as exc:
-        valid = ", ".join(p for p in signature.parameters)
-        raise PluginError(f"{what}: {exc}; the arguments are {valid}") from None
-    bound.apply_defaults()
-    values = dict(bound.arguments)
-    for key in ("options", "presets", "profile", "weights"):
-        if key in values and values[key] is None:
-            values[key] = {}
-    problem = _invalid(kind, values)
-    if problem:
-        raise PluginError(f"{what}: {problem}")
-    spec_type = _KINDS[kind][1]
-    return spec_type(plugin=plugin, **{f.name: values[f.name] for f in fields(spec_type) if f.name in values})
-
-
-def _invalid(kind: str, values: dict[str, Any]) -> str:
-    """What is wrong with one registration's values, or ""."""
-    if kind == "command":
-        if not hasattr(values["command"], "name") or not callable(values["command"]):
-            return f"command must be a click.Command, got {type(values['command']).__name__}"
-        return "" if values["group"] in ("", "bench") else f"group must be '' or 'bench', got {values['group']!r}"
-    name = values["name"]
-    if not isinstance(name, str) or not _NAME.match(name):
-        return f"invalid name {name!r}: use letters, digits, '-', '_' or '.', no spaces"
-    for key in ("factory", "texts"):
-        if key in values and not callable(values[key]):
-            return f"{key} must be callable, got {type(values[key]).__name__}"
-    for key in ("check", "input_size", "network", "optimizer", "load_checkpoint"):
-        if values.get(key) is not None and not callable(values[key]):
-            return f"{key} must be callable or None, got {type(values[key]).__name__}"
-    for key in ("options", "presets", "profile", "weights"):
-        if key in values and not isinstance(values[key], Mapping):
-            return f"{key} must be a dict, got {type(values[key]).__name__}"
-    if "profile" in values and any(s not in ("data", "model") or not isinstance(v, Mapping)
-                                   for s, v in values["profile"].items()):
-        return "profile must be {'data': {...}, 'model': {...}}"
-    if "family" in values and values["family"] not in FAMILIES:
-        return f"family must be one of {', '.join(repr(f) for f in FAMILIES)}, got {values['family']!r}"
-    if "temporal" in values and not (isinstance(values["temporal"], bool) or callable(values["temporal"])):
-        return f"temporal must be true/false or temporal(options) -> bool, got {values['temporal']!r}"
-    return ""
-
-
 def _collect(kind: str) -> list[Any]:
     """Call the hook of ``kind`` once through ``pm.hook``; return the specs, built-ins first."""
     load_plugins()
@@ -320,12 +251,12 @@ def _collect(kind: str) -> list[Any]:
         who = _calling.get()
         if who is None:
             raise PluginError(f"register() of a {kind} called outside a dferbench hook")
-        collection.found.append((who, _make_spec(kind, plugin_info(who), args, kwargs)))
+        collection.found.append((who, make_spec(kind, plugin_info(who), args, kwargs)))
 
     register.__name__ = f"register_{kind.replace(' ', '_').lower()}"
     token = _collecting.set(collection)
     try:
-        getattr(pm.hook, _KINDS[kind][2])(register=register)
+        getattr(pm.hook, KINDS[kind][2])(register=register)
     finally:
         _collecting.reset(token)
     order = {name: i for i, (name, _) in enumerate(pm.list_name_plugin())}

@@ -4,6 +4,7 @@ Protocol declares, values checked, one-line :class:`~dferbench.errors.PluginErro
 from __future__ import annotations
 
 import inspect
+import json
 import re
 from dataclasses import fields
 from typing import Any, Mapping
@@ -37,6 +38,19 @@ def register_signature(kind: str) -> inspect.Signature:
     """The ``register(...)`` signature of ``kind`` (``dataset``, ``model``...), from hookspecs."""
     signature = inspect.signature(KINDS[kind][0].__call__)
     return signature.replace(parameters=list(signature.parameters.values())[1:])  # without self
+
+
+def signature_text(kind: str) -> str:
+    """``register(name, factory, *, description="", ...)``: the signature as CONTRIBUTING.md shows it."""
+    parts, star = [], False
+    for p in register_signature(kind).parameters.values():
+        if p.kind is p.KEYWORD_ONLY and not star:
+            parts.append("*")
+            star = True
+        default = "" if p.default is p.empty else "=" + (json.dumps(p.default) if isinstance(p.default, str)
+                                                          else repr(p.default))
+        parts.append(p.name + default)
+    return f"register({', '.join(parts)})"
 
 
 def make_spec(kind: str, plugin: PluginInfo, args: tuple, kwargs: dict) -> Any:

@@ -14,11 +14,11 @@ from dferbench_plugins.datasets.layouts import (
     DFEW_CLASSES,
     DFEW_CSV_LABELS,
     MAFW_CLASSES,
-    build_custom,
     build_dfew,
     build_ferv39k,
     build_mafw,
 )
+from dferbench_plugins.datasets.custom import build_custom
 from dferbench.testing import write_frames, write_video
 from fake_trees import AUTHORS_PREFIX, annotation_line, make_dfew_tree, write_annotation
 from dferbench.errors import DferbenchError

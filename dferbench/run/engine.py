@@ -25,13 +25,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from dferbench.run import distributed as dist
+from dferbench.run.config import PRECISIONS
 from dferbench.data.loader import ClipSet
 from dferbench.errors import DferbenchError
 from dferbench.plugin.method import Monitor, require_training_clips
 from dferbench.report.metrics import war as war_metric
 from dferbench.run.progress import progress
-
-PRECISIONS = ("auto", "bf16", "fp32")
 
 
 def resolve_device(name: str) -> str:

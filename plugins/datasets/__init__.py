@@ -30,7 +30,7 @@ def build_mafw(options: Mapping[str, Any]):
 
 
 def build_custom(options: Mapping[str, Any]):
-    from dferbench_plugins.datasets.layouts import build_custom
+    from dferbench_plugins.datasets.custom import build_custom
 
     return build_custom(options)
 

@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from dferbench_plugins.datasets.annotations import AnnotationError, AnnotationLine, Rebaser, read_split_file
-from dferbench import AUGMENTATIONS, DFEW_CLASSES, MAFW_CLASSES, DferbenchError, parse_toml
-from dferbench_plugins.datasets.layouts import Layout, SplitFile
+from dferbench import AUGMENTATIONS, DFEW_CLASSES, MAFW_CLASSES, AutoReader, DferbenchError, DFERDataset, parse_toml
+from dferbench_plugins.datasets.layouts import Layout, SplitFile, build_dataset
 
 CUSTOM_OPTIONS: dict[str, Any] = {
     "file": "",
@@ -88,6 +88,12 @@ def custom_layout(options: Mapping[str, Any]) -> Layout:
         errors.append(AnnotationError(file, 1, "no clips listed"))
     return Layout("custom", classes, files, Rebaser(None, relative_to=file.parent),
                   id_components=64, augmentation=augmentation, other_errors=errors)
+
+
+def build_custom(options: Mapping[str, Any]) -> DFERDataset:
+    """The dataset the description file ``options["file"]`` lists (frame folders or videos)."""
+    layout = custom_layout(options)
+    return build_dataset(layout, options, reader=AutoReader(order=str(options.get("frame_order") or "natural")))
 
 
 def _find_file(options: Mapping[str, Any]) -> Path:

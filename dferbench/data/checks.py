@@ -137,7 +137,7 @@ def check_dataset(spec: DatasetSpec, options: Mapping[str, Any], *, decode: bool
         report.add("layout", str(exc))
         return report
     check_structure(dataset, report)
-    if decode and not report.decoded and report.ok:
+    if decode and not report.decoded:
         decode_sampled(dataset, report, num_frames)
     return report
 

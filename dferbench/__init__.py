@@ -17,7 +17,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# name -> module that defines it (each object carries its own docstring).
+# name -> module that defines it, or "module:attribute" (each object carries its own docstring).
 _PUBLIC: dict[str, str] = {
     # the plugin contract
     "hookimpl": "dferbench.plugin.hookspecs",
@@ -25,7 +25,6 @@ _PUBLIC: dict[str, str] = {
     "ModelSpec": "dferbench.plugin.specs",
     "TextSetSpec": "dferbench.plugin.specs",
     "ClipModelSpec": "dferbench.plugin.specs",
-    "LoadedNetwork": "dferbench.plugin.specs",
     "PluginInfo": "dferbench.plugin.boundary",
     # errors
     "DferbenchError": "dferbench.errors",
@@ -80,6 +79,16 @@ _PUBLIC: dict[str, str] = {
     "full_precision": "dferbench.models.precision",
     "read_torch_checkpoint": "dferbench.models.torch_checkpoint",
     "Inert": "dferbench.models.torch_checkpoint",
+    "read_clip_state_dict": "dferbench.models.weight_files",
+    # checkpoints: dferbench's format, and what a model's load_checkpoint returns
+    "CheckpointError": "dferbench.models.checkpoints",
+    "CheckpointInfo": "dferbench.models.checkpoints",
+    "LoadedNetwork": "dferbench.models.checkpoints",
+    "checkpoint_kind": "dferbench.models.checkpoints:file_kind",
+    "sidecar_path": "dferbench.models.checkpoints",
+    "read_sidecar": "dferbench.models.checkpoints",
+    "read_weights": "dferbench.models.checkpoints",
+    "load_state": "dferbench.models.checkpoints",
     # face detectors (dferbench predict)
     "Box": "dferbench.predict.tracking",
     "FaceDetector": "dferbench.predict.detection",
@@ -98,7 +107,8 @@ __all__ = ["__version__", *_PUBLIC, *_MODULES]
 
 def __getattr__(name: str) -> Any:
     if name in _PUBLIC:
-        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        module, _, attribute = _PUBLIC[name].partition(":")
+        value = getattr(importlib.import_module(module), attribute or name)
     elif name in _MODULES:
         value = importlib.import_module(f"dferbench.{name}")
     else:

@@ -114,49 +114,89 @@ def build_optimizer(name: str, network: Any, **settings: Any):
     return plugins.get("model", name).capability("optimizer")(network, **settings)
 
 
-def load_checkpoint(name: str, path: str | Path, *, device: str = "cpu", **options: Any):
-    """A trained network of model ``name`` from a checkpoint file, read by the model's
-    plugin (its ``load_checkpoint``: for DFER-CLIP, dferbench's ``.safetensors`` or the
-    authors' ``.pth``, read without unpickling arbitrary objects). ``options``: ``[model]``
-    settings the checkpoint does not record (e.g. ``clip_model``). Returns a
-    :class:`dferbench.LoadedNetwork` (``network``, ``class_texts``, ``message``)."""
-    from dferbench.plugin import manager as plugins
+def load_checkpoint(path: str | Path, *, model: str | None = None, dataset: str | None = None,
+                    overrides: list[str] | tuple[str, ...] = (), device: str = "cpu"):
+    """A trained network from a checkpoint file, and what it scores: a dferbench checkpoint
+    (its model rebuilds the network, the core loads and checks the weights) or a file its
+    model's plugin reads itself (``load_checkpoint``: for DFER-CLIP, the authors' ``.pth``,
+    read without unpickling arbitrary objects; ``model`` None: the one registered model
+    that reads such files). ``dataset`` names (and checks) the classes; ``overrides``:
+    settings of its preset. Returns ``network`` (eval mode), ``info``
+    (:class:`dferbench.CheckpointInfo`), ``path`` and ``message``."""
+    from dferbench.run.trained import open_checkpoint
 
-    path = Path(path)
-    if not path.exists():
-        raise DferbenchError(f"checkpoint {path} does not exist")
-    return plugins.get("model", name).capability("load_checkpoint")(path, dict(options), device)
-
-
-def checkpoint_models() -> list[str]:
-    """The registered models that can load a trained checkpoint (``dferbench evaluate``)."""
-    from dferbench.plugin import manager as plugins
-
-    return sorted(name for name, spec in plugins.models().items() if spec.load_checkpoint is not None)
+    return open_checkpoint(path, model=model, dataset=dataset, overrides=overrides, device=device)
 
 
 def evaluate(model: str | None, dataset: str, checkpoint: str | Path, *, folds: list[int] | None = None,
              overrides: list[str] | tuple[str, ...] = (), output: str | Path = "results", device: str | None = None,
              echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Evaluate a trained checkpoint of ``model`` on the test split of ``folds`` (default:
-    fold 1); results are recorded like a run's, with the selection policy ``checkpoint``.
-    ``model`` None: the one registered model that loads checkpoints. ``[model]`` settings
-    given with ``overrides`` reach the model's checkpoint loader (e.g.
-    ``model.clip_model=NAME`` for a non-standard architecture); data settings come from
-    the model's preset for the dataset."""
-    if model is None:
-        able = checkpoint_models()
-        if len(able) != 1:
-            raise DferbenchError("name the model the checkpoint belongs to with --model; models that load "
-                                 f"checkpoints: {', '.join(able) or '(none)'}")
-        model = able[0]
-    checkpoint = Path(checkpoint)
-    plan = runner.plan(model, dataset, overrides=list(overrides), folds=folds or [1], device=device)
-    given = {k: v for k, v in plan.config["model"].items() if plan.preset["model"].get(k) != v}
-    loaded = load_checkpoint(model, checkpoint, **given)
-    echo(loaded.message or f"loaded {checkpoint}")
-    plan.run_name = f"{model}[checkpoint={checkpoint.name}]"
-    return runner.run_plan(plan, output=output, echo=echo, fixed_network=(loaded.network, loaded.class_texts))
+    """Evaluate a trained checkpoint on the test split of ``folds`` (default: fold 1);
+    results are recorded like a run's, with the selection policy ``checkpoint``.
+
+    A dferbench checkpoint names its model (``model`` None or the same) and fixes the
+    clip settings (frames, image size, normalisation); its classes must be the
+    dataset's. Other files (the DFER-CLIP authors' ``.pth``) are read by ``model``'s
+    ``load_checkpoint`` (default: the one registered model that reads such files), the
+    other data settings come from the model's preset for ``dataset`` and ``overrides``."""
+    from dferbench.run.trained import open_checkpoint
+
+    loaded = open_checkpoint(checkpoint, model=model, dataset=dataset, overrides=overrides)
+    info = loaded.info
+    echo(loaded.message)
+    fixed = [f"data.{key}={json.dumps(getattr(info, key))}" for key in ("num_frames", "image_size", "normalize")]
+    plan = runner.plan(info.model, dataset, overrides=fixed + list(overrides), folds=folds or [1], device=device,
+                       weights=False)  # the checkpoint holds the CLIP weights
+    plan.run_name = f"{info.model}[checkpoint={Path(checkpoint).name}]"
+    return runner.run_plan(plan, output=output, echo=echo, fixed_network=(loaded.network, info.class_texts))
+
+
+def predict(inputs: list[str | Path], checkpoint: str | Path, *, output: str | Path | None = "runs/predict",
+            dataset: str | None = None, model: str | None = None, overrides: list[str] | tuple[str, ...] = (),
+            face_detector: str = "haar", face: str = "main",
+            window: float = 2.0, stride: float = 0.5, video: bool = False, fps: float = 25.0,
+            detect_fps: float = 5.0, margin: float = 0.25, device: str | None = None, plot: bool = True,
+            echo: Callable[[str], None] = print, progress: bool | None = None) -> list[Any]:
+    """Predict the expressions over time in videos, frame folders or folders of them with
+    a trained checkpoint (:func:`dferbench.predict.pipeline.predict_videos`); returns one
+    :class:`~dferbench.predict.pipeline.VideoResult` per input, failed ones included.
+
+    ``checkpoint``: a dferbench checkpoint (everything comes from its sidecar; with
+    ``dataset``, its classes must be that dataset's) or a file a model reads itself, such
+    as the DFER-CLIP authors' ``.pth`` with ``dataset`` naming its classes (``overrides``:
+    settings of that dataset's preset, e.g. ``model.clip_model=NAME``). ``window``:
+    seconds per window (0: the whole face track as one window); ``stride``: seconds
+    between window starts; ``fps``: the frame rate of frame folders; ``detect_fps``: frames
+    searched for faces per second; ``margin``: the face crop's side is ``1 + margin`` times
+    the face box's; ``face``: ``main`` or ``all`` tracks; ``video``: also write an
+    annotated MP4; ``output``: None writes nothing. Settings and the checkpoint are checked
+    before any video is read (:class:`~dferbench.errors.DferbenchError`)."""
+    from dferbench.plugin import manager as plugins
+    from dferbench.predict.pipeline import FACE_MODES, predict_videos
+    from dferbench.predict.scorer import ModuleScorer
+    from dferbench.run.engine import resolve_device
+    from dferbench.run.trained import open_checkpoint
+
+    for name, value, rule, ok in (("window", window, ">= 0 seconds (0: the whole face track)", window >= 0),
+                                  ("stride", stride, "> 0 seconds", stride > 0), ("fps", fps, "> 0", fps > 0),
+                                  ("detect_fps", detect_fps, "> 0", detect_fps > 0), ("margin", margin, ">= 0", margin >= 0)):
+        if not ok:  # NaN fails every rule
+            raise DferbenchError(f"predict: {name} must be {rule}, got {value!r}")
+    if face not in FACE_MODES:
+        raise DferbenchError(f"predict: face must be one of {', '.join(FACE_MODES)}, got {face!r}")
+    if not inputs:
+        raise DferbenchError("predict: no inputs; give video files, frame folders or folders of them")
+    device = resolve_device(device or "auto")
+    detector = plugins.get("face detector", face_detector).build(device=device)
+    loaded = open_checkpoint(checkpoint, model=model, dataset=dataset, overrides=overrides, device=device)
+    info = loaded.info
+    echo(loaded.message)
+    scorer = ModuleScorer(loaded.network, info.classes, num_frames=info.num_frames, image_size=info.image_size,
+                          normalize=info.normalize, device=device)
+    return predict_videos(inputs, scorer, detector, window_s=window or None, stride_s=stride, face=face,
+                          output_dir=output, make_video=video, plot=plot, echo=echo, progress=progress,
+                          detect_fps=detect_fps, frame_fps=fps, margin=margin,
+                          provenance={"checkpoint": str(loaded.path), "model": info.model})
 
 
 def check_data(dataset: str, *, root: str | None = None, overrides: list[str] | tuple[str, ...] = (),
@@ -179,13 +219,19 @@ def check_data(dataset: str, *, root: str | None = None, overrides: list[str] | 
 
 
 def leaderboard(results: str | Path = "results", out: str | Path = "leaderboards", datasets: list[str] | None = None,
-                *, check: bool = False, images: bool = True) -> list[str]:
-    """Write ``out/<dataset>.md`` from result files; with ``check``, return the stale ones."""
+                *, check: bool = False, images: bool = True, skip_invalid: bool = False,
+                echo: Callable[[str], None] | None = None) -> list[str]:
+    """Write ``out/<dataset>.md`` from result files; with ``check``, return the stale ones.
+
+    Invalid result files raise one DferbenchError naming each, unless ``skip_invalid``:
+    then ``echo`` is told about each one and how many were skipped.
+    """
     from dferbench.report import leaderboard as lb
 
     if not Path(results).is_dir():
         raise DferbenchError(f"results directory {results} does not exist: run `dferbench run` first")
-    return lb.build(Path(results), Path(out), datasets, check=check, images=images)
+    return lb.build(Path(results), Path(out), datasets, check=check, images=images, skip_invalid=skip_invalid,
+                    echo=echo)
 
 
 def new_plugin(directory: str | Path, name: str | None = None) -> list[Path]:

@@ -53,7 +53,7 @@ def test_authors_checkpoint_evaluates_through_the_cli(trained, tmp_path):
     result = json.loads(path.read_text())
     assert result["selection"] == "checkpoint" and result["fold"] == 2
     # the same numbers as the original network on the same test clips
-    plan = runner.plan("dferclip", "synthetic", overrides=SETTINGS)
+    plan = runner.plan("dferclip", "synthetic", overrides=SETTINGS, weights=False)  # data settings only
     data = plugins.get("dataset", "synthetic").build(plan.config["data"])
     clips = ClipSet("synthetic", data.split(2, "test"), data.reader, 16, 32, "clip")
     logits = predict_module(trained, clips, batch_size=16, device="cpu")
@@ -65,8 +65,8 @@ def test_evaluate_refuses_a_class_count_mismatch(trained, tmp_path):
     _save_authors_checkpoint(trained, ckpt)
     res = CliRunner().invoke(cli, ["evaluate", "-c", str(ckpt), "-d", "synthetic-11", "-o", str(tmp_path)]
                              + [a for s in SETTINGS for a in ("--set", s)])
-    assert res.exit_code == 1
-    assert "the checkpoint scores 7 classes but 'synthetic-11' has 11" in res.output
+    assert res.exit_code == 2
+    assert "m.pth scores 7 classes but dataset 'synthetic-11' has 11" in res.output
 
 
 def test_api_build_model_optimizer_and_checkpoint_round_trip(trained, tmp_path):
@@ -78,9 +78,9 @@ def test_api_build_model_optimizer_and_checkpoint_round_trip(trained, tmp_path):
     assert [g["lr"] for g in optimizer.param_groups] == [1e-2, 1e-5, 1e-3]
     ckpt = tmp_path / "authors.pth"
     _save_authors_checkpoint(trained, ckpt)
-    loaded = api.load_checkpoint("dferclip", ckpt, clip_model="dferbench-test-tiny")  # shapes cannot tell heads
+    loaded = api.load_checkpoint(ckpt, dataset="synthetic", overrides=SETTINGS)  # the classes: synthetic's
     assert "authors' checkpoint" in loaded.message and "epoch 17" in loaded.message
-    assert loaded.class_texts == trained.class_texts
+    assert loaded.info.model == "dferclip" and loaded.info.class_texts == trained.class_texts
     with torch.no_grad():
         assert torch.allclose(loaded.network.eval()(video), trained(video), atol=1e-5)
     with pytest.raises(DferbenchError, match="model 'zeroshot-clip' .* does not offer `optimizer`"):

@@ -65,7 +65,9 @@ class Group(click.Group):
                 import traceback
 
                 traceback.print_exception(exc, file=sys.stderr)
-            raise click.ClickException(str(exc)) from None
+            error = click.ClickException(str(exc))
+            error.exit_code = 2  # a usage or settings error (HELPERS' shared exit codes)
+            raise error from None
 
 
 class BenchGroup(Group):

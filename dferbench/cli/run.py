@@ -38,15 +38,15 @@ def run(model, dataset, config_file, overrides, folds, seeds, output, device, re
     from dferbench.run.distributed import is_main_process
 
     if show and is_main_process():  # under torchrun only rank 0 prints
-        click.echo(leaderboard.render(dataset, Path(output))[0])
+        click.echo(leaderboard.summarize(dataset, Path(output)))
 
 
 @cli.command()
-@click.option("--model", "-m", help="Model the checkpoint belongs to (default: the one registered model that loads "
-              "checkpoints).")
+@click.option("--model", "-m", help="Model that reads a file which is not a dferbench checkpoint (default: the one "
+              "registered model that reads such files; a dferbench checkpoint names its own).")
 @click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False),
-              help="A checkpoint file the model's plugin reads (DFER-CLIP: dferbench .safetensors, or a .pth written "
-              "by the authors' script).")
+              help="dferbench .checkpoint.safetensors (its .json sidecar next to it), or a file a model reads itself, "
+              "such as a .pth written by the DFER-CLIP authors' script.")
 @click.option("--dataset", "-d", required=True, help="Dataset to evaluate on (its test split).")
 @click.option("--fold", "folds", help="Comma-separated folds (default: 1). The authors release one file per fold.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a data setting.")

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 import pluggy
 
 if TYPE_CHECKING:
-    from dferbench.plugin.specs import DatasetCheck, DatasetFactory, LoadedNetwork, ModelFactory, TextSet
+    from dferbench.models.checkpoints import CheckpointInfo, LoadedNetwork
+    from dferbench.plugin.specs import DatasetCheck, DatasetFactory, ModelFactory, TextSet
 
 hookspec = pluggy.HookspecMarker("dferbench")
 hookimpl = pluggy.HookimplMarker("dferbench")
@@ -37,6 +38,7 @@ class RegisterDataset(Protocol):
         *,
         description: str = "",
         options: Mapping[str, Any] | None = None,
+        classes: list[str] | None = None,
         profile: Mapping[str, Mapping[str, Any]] | None = None,
         check: DatasetCheck | None = None,
     ) -> None: ...
@@ -54,8 +56,10 @@ class RegisterModel(Protocol):
         family: str = "",
         temporal: bool | Callable[[Mapping[str, Any]], bool] = False,
         input_size: Callable[[Mapping[str, Any]], int] | None = None,
+        weights_help: str = "",
         network: Callable[..., Any] | None = None,
         optimizer: Callable[..., Any] | None = None,
+        rebuild: Callable[[CheckpointInfo, str], Any] | None = None,
         load_checkpoint: Callable[[Path, Mapping[str, Any], str], LoadedNetwork] | None = None,
     ) -> None: ...
 
@@ -88,14 +92,16 @@ class RegisterCommands(Protocol):
 def dferbench_register_datasets(register: RegisterDataset) -> None:
     """Offer datasets. Runs once per process, the first time the dataset registry is read.
 
-    Call ``register(name, factory, description=..., options=..., profile=..., check=...)``
-    once per dataset.
+    Call ``register(name, factory, description=..., options=..., classes=..., profile=...,
+    check=...)`` once per dataset.
 
     - ``factory(options)`` receives the whole effective ``[data]`` section (a dict) and
       returns a :class:`dferbench.DFERDataset`. Import heavy libraries inside it.
     - ``options``: each setting the dataset understands and its default (for example
       ``{"root": ""}``); the defaults join the run's ``[data]`` section, their types are
       enforced on ``--set data.KEY=VALUE``.
+    - ``classes``: the class names in label order when they are fixed, so that checkpoints
+      can be named and checked without the data.
     - ``profile``: the settings that suit this dataset for the built-in models, as
       ``{"data": {...}, "model": {...}}``: frames (``num_frames``), normalisation
       (``normalize``), which CLIP (``clip_model``, ``pretrained``). A model's preset for
@@ -114,8 +120,8 @@ def dferbench_register_models(register: RegisterModel) -> None:
     """Offer models (methods). Runs once per process, the first time the model registry is read.
 
     Call ``register(name, factory, description=..., options=..., presets=..., family=...,
-    temporal=..., input_size=..., network=..., optimizer=..., load_checkpoint=...)`` once
-    per model; only ``name`` and ``factory`` are required.
+    temporal=..., input_size=..., weights_help=..., network=..., optimizer=..., rebuild=...,
+    load_checkpoint=...)`` once per model; only ``name`` and ``factory`` are required.
 
     - ``factory(ctx)`` receives a :class:`dferbench.ModelContext` (class names, effective
       config, device, seed, fold, work directory, text sets) and returns a
@@ -129,13 +135,19 @@ def dferbench_register_models(register: RegisterModel) -> None:
       an option can switch it off (leaderboard column).
     - ``input_size(options) -> int``: the square image side the model needs with these
       ``[model]`` options (a CLIP's input resolution); ``data.image_size`` follows it.
+    - ``weights_help``: one sentence saying where the model's CLIP weights come from, shown
+      when they are missing (``dferbench weights``).
     - ``network(class_texts, options, num_frames, device)``: the bare ``torch.nn.Module``
       (``video [B, T, 3, H, W] -> logits [B, C]``), for :func:`dferbench.api.build_model`.
     - ``optimizer(network, **settings)``: ``(optimizer, scheduler)`` as the method trains
       it, for :func:`dferbench.api.build_optimizer`.
-    - ``load_checkpoint(path, options, device)``: a :class:`dferbench.LoadedNetwork` from a
-      trained checkpoint file (the model's own format or a foreign one, such as the
-      authors' release), for ``dferbench evaluate``.
+    - ``rebuild(info, device)``: the network a dferbench checkpoint describes (``info``: its
+      :class:`dferbench.CheckpointInfo`, with the ``rebuild`` data the method passed to
+      ``ctx.save_checkpoint``), weights arbitrary: the core loads and checks them. For
+      ``predict`` and ``evaluate``.
+    - ``load_checkpoint(path, options, device)``: a :class:`dferbench.LoadedNetwork` for a
+      file of the model's own kind that is not a dferbench checkpoint (DFER-CLIP: its
+      authors' ``.pth``); ``options``: the run's ``[model]`` section.
     """
 
 

@@ -87,7 +87,7 @@ def invalid(kind: str, values: dict[str, Any]) -> str:
     for key in ("factory", "texts"):
         if key in values and not callable(values[key]):
             return f"{key} must be callable, got {type(values[key]).__name__}"
-    for key in ("check", "input_size", "network", "optimizer", "load_checkpoint"):
+    for key in ("check", "input_size", "network", "optimizer", "rebuild", "load_checkpoint"):
         if values.get(key) is not None and not callable(values[key]):
             return f"{key} must be callable or None, got {type(values[key]).__name__}"
     for key in ("options", "presets", "profile", "weights"):
@@ -96,6 +96,9 @@ def invalid(kind: str, values: dict[str, Any]) -> str:
     if "profile" in values and any(s not in ("data", "model") or not isinstance(v, Mapping)
                                    for s, v in values["profile"].items()):
         return "profile must be {'data': {...}, 'model': {...}}"
+    if values.get("classes") is not None and not (isinstance(values["classes"], list) and values["classes"]
+                                                  and all(isinstance(c, str) for c in values["classes"])):
+        return f"classes must be a non-empty list of class names, got {values['classes']!r}"
     if "family" in values and values["family"] not in FAMILIES:
         return f"family must be one of {', '.join(repr(f) for f in FAMILIES)}, got {values['family']!r}"
     if "temporal" in values and not (isinstance(values["temporal"], bool) or callable(values["temporal"])):

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from dferbench.data.checks import CheckReport
     from dferbench.data.loader import ClipSet
     from dferbench.data.records import DFERDataset
+    from dferbench.models.checkpoints import CheckpointInfo, LoadedNetwork
     from dferbench.plugin.method import Method, ModelContext, Monitor
 
 DatasetFactory = Callable[[Mapping[str, Any]], "DFERDataset"]
@@ -40,24 +41,12 @@ UNREGISTERED = PluginInfo("(none)", "", "")
 
 
 @dataclass(frozen=True)
-class LoadedNetwork:
-    """What a model's ``load_checkpoint`` returns: a trained network and what it scores.
-
-    ``network(video [B, T, 3, H, W]) -> logits [B, C]``; ``class_texts`` the C texts (or
-    class names) it scores, in order; ``message``: one line saying what was loaded (shown
-    by ``dferbench evaluate``).
-    """
-
-    network: Any
-    class_texts: list[str]
-    message: str = ""
-
-
-@dataclass(frozen=True)
 class DatasetSpec:
     """A registered dataset.
 
     ``options``: the settings it understands and their defaults (joined to ``[data]``).
+    ``classes``: the class names in label order when they are fixed (checkpoints are
+    named and checked against them without the data).
     ``profile``: settings that suit it for the built-in models, by section (``data``:
     ``num_frames``, ``normalize``...; ``model``: ``clip_model``, ``pretrained``...); a
     model's preset for this very dataset overrides them, and model keys a model does
@@ -69,6 +58,7 @@ class DatasetSpec:
     factory: DatasetFactory
     description: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)
+    classes: list[str] | None = None
     profile: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     check: DatasetCheck | None = None
     plugin: PluginInfo = UNREGISTERED
@@ -89,8 +79,9 @@ class ModelSpec:
     ``[model]`` options (e.g. its CLIP's input); ``data.image_size = 0`` follows it.
     ``network(class_texts, options, num_frames, device)``: the bare ``torch.nn.Module``.
     ``optimizer(network, **settings)``: its ``(optimizer, scheduler)``.
-    ``load_checkpoint(path, options, device)``: a :class:`LoadedNetwork` from a trained
-    checkpoint file (its own format or a foreign one), for ``dferbench evaluate``.
+    ``rebuild(info, device)``: the network a dferbench checkpoint's sidecar describes.
+    ``load_checkpoint(path, options, device)``: a ``LoadedNetwork`` from a file of the
+    model's own kind that is not a dferbench checkpoint (DFER-CLIP: the authors' ``.pth``).
     """
 
     name: str
@@ -101,8 +92,10 @@ class ModelSpec:
     family: str = ""
     temporal: bool | Callable[[Mapping[str, Any]], bool] = False
     input_size: Callable[[Mapping[str, Any]], int] | None = None
+    weights_help: str = ""
     network: Callable[..., Any] | None = None
     optimizer: Callable[..., Any] | None = None
+    rebuild: Callable[[CheckpointInfo, str], Any] | None = None
     load_checkpoint: Callable[[Path, Mapping[str, Any], str], LoadedNetwork] | None = None
     plugin: PluginInfo = UNREGISTERED
 

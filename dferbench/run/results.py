@@ -49,11 +49,17 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def predictions_csv(clip_ids: list[str], labels: np.ndarray, logits: np.ndarray, classes: list[str]) -> str:
+    """One row per test clip: ``clip_id, label, prediction`` (class ids), ``logit_<class>``
+    for each class (``logits`` is ``[N, C]``), then ``label_name, prediction_name`` (the
+    class names; last, so readers of the older columns by position still work)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["clip_id", "label", "prediction", *[f"logit_{c}" for c in classes]])
+    writer.writerow(["clip_id", "label", "prediction", *[f"logit_{c}" for c in classes], "label_name",
+                     "prediction_name"])
     for clip_id, label, row in zip(clip_ids, labels, logits):
-        writer.writerow([clip_id, int(label), int(row.argmax()), *[f"{v:.6g}" for v in row]])
+        predicted = int(row.argmax())
+        writer.writerow([clip_id, int(label), predicted, *[f"{v:.6g}" for v in row], classes[int(label)],
+                         classes[predicted]])
     return out.getvalue()
 
 

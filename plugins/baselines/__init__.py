@@ -115,13 +115,14 @@ def _factory(name: str):
 @hookimpl
 def dferbench_register_models(register):
     from dferbench_plugins.baselines import zeroshot
+    from dferbench_plugins.baselines.farl import farl_source
 
     clip = {"input_size": input_size}
     register("zeroshot-clip", zeroshot.ZeroShotCLIP, options=zeroshot.OPTIONS, presets=zeroshot.PRESETS,
              family="text-based", **clip,
              description="Zero-shot CLIP: mean frame feature vs. a text classifier (100 x cosine)")
     register("zeroshot-farl", zeroshot.ZeroShotFaRL, options=zeroshot.FARL_OPTIONS, presets=zeroshot.FARL_PRESETS,
-             family="text-based", **clip,
+             family="text-based", weights_help=farl_source(), **clip,
              description="Zero-shot FaRL ViT-B/16 (face-domain CLIP, local weights file) vs. a text classifier")
     register("linear-probe", _factory("linear-probe"), options=LINEAR_PROBE_OPTIONS, presets=_presets("linear-probe"),
              family="classifier-based", **clip,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from dferbench import hookimpl
+from dferbench import DFEW_CLASSES, MAFW_CLASSES, hookimpl
+
+# The label orders of DFER-CLIP's annotation files are registered (FERV39k's is DFEW's), so
+# that a checkpoint's classes can be named and checked without the data.
 
 # Option defaults join the run's [data] section; keep in sync with the factories' reads.
 COMMON = {"root": "", "annotations": "", "frames_dir": "", "frame_order": "natural", "skip_bad_clips": False}
@@ -46,11 +49,11 @@ def _check(name: str):
 
 @hookimpl
 def dferbench_register_datasets(register):
-    register("dfew", build_dfew, options=dict(COMMON), check=_check("dfew"),
+    register("dfew", build_dfew, options=dict(COMMON), classes=DFEW_CLASSES, check=_check("dfew"),
              description="DFEW: 11,697 movie clips, 7 classes, 5 folds (data.root = the DFEW release)")
-    register("ferv39k", build_ferv39k, options=dict(COMMON), check=_check("ferv39k"),
+    register("ferv39k", build_ferv39k, options=dict(COMMON), classes=DFEW_CLASSES, check=_check("ferv39k"),
              description="FERV39k: 38,935 clips, 7 classes, one train/test split (DFER-CLIP annotation files)")
-    register("mafw", build_mafw, options=dict(COMMON), check=_check("mafw"),
+    register("mafw", build_mafw, options=dict(COMMON), classes=MAFW_CLASSES, check=_check("mafw"),
              description="MAFW: 9,172 single-label clips, 11 classes, 5 folds (DFER-CLIP annotation files)")
     register("custom", build_custom, options=dict(CUSTOM), check=_check("custom"),
              description="Your own clips (frame folders or videos) listed in a CSV or TOML file (data.file)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from dferbench import DferbenchError, LoadedNetwork, hookimpl
+from dferbench import DferbenchError, hookimpl
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
@@ -28,7 +28,7 @@ OPTIONS: dict[str, Any] = {
     "weight_decay": 1e-4,
     "milestones": [30, 40],
     "gamma": 0.1,
-    "save_checkpoint": False,  # write the final weights next to the result (safetensors)
+    "save_checkpoint": False,  # write the final weights next to the result (foldK-seedS.checkpoint.safetensors)
 }
 
 
@@ -60,26 +60,18 @@ def build_optimizer(network, **settings):
     return build(network, **settings)
 
 
-def load_checkpoint(path: Path, options: Mapping[str, Any], device: str) -> LoadedNetwork:
-    """dferbench's own ``.safetensors`` (+ JSON sidecar) or the authors' ``.pth``.
+def rebuild_network(info, device: str = "cpu"):
+    """The network a dferbench checkpoint's sidecar describes (the core loads its weights)."""
+    from dferbench_plugins.dferclip.loading import rebuild_network as rebuild
 
-    The architecture of an authors' file is inferred from its tensor shapes unless
-    ``options`` names it (``clip_model``): shapes cannot tell the attention head count of
-    a non-OpenAI CLIP."""
-    from dferbench_plugins.dferclip import authors, checkpoints
+    return rebuild(info, device)
 
-    if path.suffix == ".safetensors":
-        network, _ = checkpoints.load_checkpoint(path, device=device)
-        return LoadedNetwork(network, list(network.class_texts), f"loaded dferbench checkpoint {path}")
-    try:
-        loaded = authors.load_authors_checkpoint(path, clip_model_name=options.get("clip_model"), device=device)
-    except (ValueError, RuntimeError, NotImplementedError) as exc:
-        raise DferbenchError(f"checkpoint {path}: {exc}") from None
-    message = (f"loaded the DFER-CLIP authors' checkpoint {path}: architecture {loaded.clip_model_name or 'custom'}, "
-               f"epoch {loaded.epoch}, {len(loaded.dropped_keys)} duplicated clip_model_ keys dropped, "
-               f"pickled objects not loaded: {', '.join(loaded.skipped_objects) or 'none'}; "
-               f"class texts {'read from the checkpoint' if loaded.texts_recovered else 'given'}")
-    return LoadedNetwork(loaded.model, list(loaded.class_texts), message)
+
+def load_checkpoint(path, options: dict[str, Any], device: str = "cpu"):
+    """The authors' ``.pth`` files and dferbench's earlier DFER-CLIP checkpoints."""
+    from dferbench_plugins.dferclip.loading import load_checkpoint as load
+
+    return load(path, options, device)
 
 
 class DFERCLIPMethod:
@@ -105,10 +97,10 @@ class DFERCLIPMethod:
                             precision=t["precision"], eval_batch_size=t["eval_batch_size"],
                             compile=t.get("compile", False))
         if o["save_checkpoint"]:
-            from dferbench_plugins.dferclip.checkpoints import save_checkpoint
+            from dferbench_plugins.dferclip.loading import rebuild_info
 
-            path = self.ctx.workdir / "checkpoints" / f"dferclip-fold{self.ctx.fold}-seed{self.ctx.seed}.safetensors"
-            save_checkpoint(self.model, path, {"classes": self.ctx.classes, "config": self.ctx.config})
+            path = self.ctx.save_checkpoint(self.model, rebuild=rebuild_info(self.model),
+                                            class_texts=list(self.model.class_texts), text_set=o["text"])
             info["checkpoint"] = str(path)
         return info
 
@@ -123,7 +115,7 @@ class DFERCLIPMethod:
 def dferbench_register_models(register):
     presets = {p.stem: str(p) for p in sorted(PRESETS_DIR.glob("*.toml"))}
     register("dferclip", DFERCLIPMethod, options=OPTIONS, presets=presets, family="text-based",
-             temporal=lambda options: options["temporal_depth"] != 0,
-             input_size=input_size,
-             network=build_network, optimizer=build_optimizer, load_checkpoint=load_checkpoint,
+             temporal=lambda options: options["temporal_depth"] != 0, input_size=input_size,
+             network=build_network, optimizer=build_optimizer, rebuild=rebuild_network,
+             load_checkpoint=load_checkpoint,
              description="DFER-CLIP: CLIP + temporal transformer + learnable-context class descriptions")

@@ -1,8 +1,9 @@
-"""The CLIP architecture inside a DFER-CLIP state dict: inferred from tensor shapes, described
-for dferbench's own checkpoint sidecar."""
+"""The CLIP architecture inside a DFER-CLIP state dict: inferred from tensor shapes (the
+authors' files), described as an open_clip config (dferbench's checkpoint sidecars)."""
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from typing import Any, Mapping
@@ -13,6 +14,8 @@ from open_clip.transformer import QuickGELU
 
 from dferbench import build_clip_from_config
 from dferbench_plugins.dferclip.network import DFERCLIP
+
+logger = logging.getLogger(__name__)
 
 KNOWN_OPENAI_ARCHITECTURES = ("ViT-B-32-quickgelu", "ViT-B-16-quickgelu", "ViT-L-14-quickgelu")
 """open_clip names tried, in order, when matching an OpenAI-format CLIP by its shapes."""
@@ -51,6 +54,14 @@ def _normalised_arch(cfg: Mapping[str, Any]) -> dict[str, Any]:
             float(text.get("mlp_ratio", 4.0)),
         ),
     }
+
+
+def _shapes_only(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`_normalised_arch` without the head counts, which tensor shapes do not show."""
+    arch = _normalised_arch(cfg)
+    arch["vision"] = arch["vision"][:4] + arch["vision"][5:]
+    arch["text"] = arch["text"][:3] + arch["text"][4:]
+    return arch
 
 
 def infer_clip_architecture(

@@ -1,39 +1,53 @@
-"""DFER-CLIP checkpoints: dferbench's own format here, the authors' in :mod:`.authors`.
+"""Loading the DFER-CLIP authors' released checkpoints.
 
-dferbench's own format is a ``.safetensors`` file of the model's state dict plus a JSON
-sidecar (same stem, ``.json``) with the model options, the CLIP architecture and free
-metadata. The authors' release format (``.pth``) is read by
-:func:`~dferbench_plugins.dferclip.authors.load_authors_checkpoint`, re-exported here.
+The authors (zengqunzhao/DFER-CLIP, main.py) save
+``torch.save({'epoch', 'state_dict', 'best_acc', 'optimizer', 'recorder'})`` where
+``state_dict`` comes from a ``DataParallel``-wrapped ``GenerateModel`` (every key starts
+with ``module.``) and holds the whole CLIP model a second time under ``clip_model_.``.
+``recorder`` is an instance of ``RecorderMeter``, a class of their ``main.py``; pickling
+it stores a reference to ``__main__.RecorderMeter``, so ``torch.load(weights_only=True)``
+refuses the file and a plain ``torch.load`` would need (and import) their script.
+
+This module reads such files without running their code: ``weights_only=True`` first;
+if that fails, a restricted unpickler that only rebuilds tensors and plain containers and
+turns every other pickled class or function into an inert placeholder (never importing
+its module, never calling it). The state dict is then cleaned (``module.`` stripped,
+``clip_model_.`` duplicates verified and dropped) and loaded into :class:`DFERCLIP`.
+
+dferbench's own checkpoints are :mod:`dferbench.models.checkpoints`; rebuilding a
+DFER-CLIP from one is :mod:`dferbench_plugins.dferclip.loading`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from pathlib import Path
+import re
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-import safetensors.torch
+import open_clip
 import torch
 
-from dferbench import build_clip_from_config, default_tokenizer, read_torch_checkpoint, replacing
+from dferbench import (
+    Inert,
+    build_clip_from_config,
+    default_tokenizer,
+    load_state,
+    read_torch_checkpoint,
+    register_model_configs,
+)
 from dferbench_plugins.dferclip.architecture import (
     KNOWN_OPENAI_ARCHITECTURES,
+    _count_blocks,
+    _shapes_only,
     describe_clip_architecture,
     infer_clip_architecture,
-)
-from dferbench_plugins.dferclip.authors import (
-    AuthorsCheckpoint,
-    convert_authors_state_dict,
-    load_authors_checkpoint,
-    recover_class_texts,
 )
 from dferbench_plugins.dferclip.network import DFERCLIP
 
 __all__ = [
-    "FORMAT_NAME",
-    "FORMAT_VERSION",
+    "LEGACY_FORMAT",
     "KNOWN_OPENAI_ARCHITECTURES",
     "AuthorsCheckpoint",
     "read_torch_checkpoint",
@@ -42,104 +56,311 @@ __all__ = [
     "describe_clip_architecture",
     "recover_class_texts",
     "load_authors_checkpoint",
-    "save_checkpoint",
-    "load_checkpoint",
-    "sidecar_path",
 ]
 
 logger = logging.getLogger(__name__)
 
-FORMAT_NAME = "dferbench.dferclip"
-FORMAT_VERSION = 1
+LEGACY_FORMAT = "dferbench.dferclip"
+"""The format tag of the sidecars dferbench wrote for DFER-CLIP before its generic format."""
 
 
 # --------------------------------------------------------------------------------------
-# dferbench's own format
+# The authors' state dict
 # --------------------------------------------------------------------------------------
 
-
-def sidecar_path(path: str | os.PathLike) -> Path:
-    """The JSON sidecar of a weights file: same folder and stem, ``.json``."""
-    return Path(path).with_suffix(".json")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    with replacing(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
-def _json_default(obj: Any) -> Any:
-    """JSON fallback for sidecar metadata: paths, numpy values, sets; else repr (logged)."""
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj, key=repr)
-    if hasattr(obj, "tolist"):  # numpy arrays/scalars, tensors
-        return obj.tolist()
-    logger.warning("checkpoint metadata: %s is not JSON; stored as its repr", type(obj).__name__)
-    return repr(obj)
+# clip_model_.<key> in the authors' state dict -> where DFERCLIP keeps the same tensor.
+_CLIP_DUPLICATE_PREFIXES = (
+    ("clip_model_.visual.", "image_encoder."),
+    ("clip_model_.transformer.", "text_encoder.transformer."),
+    ("clip_model_.ln_final.", "text_encoder.ln_final."),
+    ("clip_model_.positional_embedding", "text_encoder.positional_embedding"),
+    ("clip_model_.text_projection", "text_encoder.text_projection"),
+)
+# Only stored under clip_model_ (the authors' TextEncoder has no token embedding).
+_CLIP_ONLY_KEYS = {"clip_model_.token_embedding.weight": "text_encoder.token_embedding.weight"}
 
 
-def save_checkpoint(
-    model: DFERCLIP, path: str | os.PathLike, meta: Mapping[str, Any] | None = None
-) -> tuple[Path, Path]:
-    """Save ``model`` as ``path`` (safetensors) + :func:`sidecar_path` (JSON).
+def convert_authors_state_dict(
+    state_dict: Mapping[str, torch.Tensor],
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Map the authors' ``GenerateModel`` state dict onto :class:`DFERCLIP` keys.
 
-    The sidecar holds the format tag, :meth:`DFERCLIP.options`, the CLIP architecture
-    (:func:`describe_clip_architecture`) and ``meta`` (JSON; paths, numpy values and sets
-    are converted, anything else is stored as its ``repr`` with a warning, so a finished
-    training run never fails at this last step).
-    Returns ``(weights_path, sidecar_path)``.
+    * strips DataParallel's leading ``module.``;
+    * ``clip_model_.*`` keys that duplicate ``image_encoder.*`` / ``text_encoder.*``
+      tensors are checked to be equal (``torch.equal``) and dropped; a mismatch is an
+      error (the file is not what the authors' script writes);
+    * ``clip_model_.token_embedding.weight`` becomes ``text_encoder.token_embedding.weight``;
+    * ``clip_model_.logit_scale`` (unused by DFER-CLIP) and any other ``clip_model_.*``
+      key are dropped.
+
+    Returns ``(converted, dropped_keys)``.
     """
-    path = Path(path)
-    if path.suffix == ".json":
-        raise ValueError("the weights path must not end in .json (that name is the sidecar's)")
-    sidecar = sidecar_path(path)
-    info = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "weights": path.name,
-        "options": model.options(),
-        "clip_config": describe_clip_architecture(model),
-        "meta": dict(meta or {}),
-    }
-    text = json.dumps(info, indent=2, sort_keys=True, default=_json_default)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    metadata = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)}
-    with replacing(path) as tmp:
-        safetensors.torch.save_file(tensors, str(tmp), metadata=metadata)
-    _atomic_write_text(sidecar, text + "\n")
-    return path, sidecar
+    stripped = {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in state_dict.items()}
+    converted: dict[str, torch.Tensor] = {}
+    dropped: list[str] = []
+    duplicates: dict[str, tuple[str, torch.Tensor]] = {}
+    for key, value in stripped.items():
+        if not key.startswith("clip_model_."):
+            converted[key] = value
+            continue
+        if key in _CLIP_ONLY_KEYS:
+            converted[_CLIP_ONLY_KEYS[key]] = value
+            continue
+        for src, dst in _CLIP_DUPLICATE_PREFIXES:
+            if key.startswith(src):
+                duplicates[key] = (dst + key[len(src) :], value)
+                break
+        else:
+            dropped.append(key)
+
+    mismatched = []
+    for key, (target, value) in duplicates.items():
+        if target not in converted:
+            converted[target] = value  # only the duplicate survived: use it
+            continue
+        primary = converted[target]
+        if primary.shape != value.shape or not torch.equal(primary, value):
+            mismatched.append(f"{key} != {target}")
+        dropped.append(key)
+    if mismatched:
+        raise ValueError(
+            "the checkpoint's clip_model_ copy disagrees with the tensors it should duplicate: "
+            + "; ".join(mismatched[:10])
+            + (f" (and {len(mismatched) - 10} more)" if len(mismatched) > 10 else "")
+        )
+    return converted, dropped
 
 
-def load_checkpoint(
+# --------------------------------------------------------------------------------------
+# Loading the authors' checkpoints
+# --------------------------------------------------------------------------------------
+
+
+def _tidy_decoded(text: str) -> str:
+    """Undo the BPE decoder's spacing before punctuation: ``"eyes , and"`` -> ``"eyes, and"``."""
+    return re.sub(r"\s+([.,;:!?])", r"\1", text).strip()
+
+
+@torch.no_grad()
+def recover_class_texts(
+    token_suffix: torch.Tensor,
+    token_embedding: torch.Tensor,
+    tokenizer: Any,
+) -> list[str]:
+    """Read the class texts back from a prompt learner's frozen ``token_suffix`` buffer.
+
+    The buffer holds ``token_embedding[ids]`` of each class's text tokens, EOT and
+    padding, so the ids are recovered by exact nearest-row matching and decoded.
+
+    Args:
+        token_suffix: ``[C, S, W]``.
+        token_embedding: ``[V, W]`` embedding matrix the buffer was built from.
+        tokenizer: open_clip ``SimpleTokenizer`` (needs ``decode`` and ``eot_token_id``).
+    """
+    weight = token_embedding.float()
+    eot = int(tokenizer.eot_token_id)
+    texts = []
+    for i, rows in enumerate(token_suffix.float()):  # [S, W]
+        ids = torch.cdist(rows, weight).argmin(dim=-1)  # [S]
+        if not torch.allclose(weight[ids], rows, rtol=0, atol=1e-6):
+            raise ValueError(
+                f"token_suffix of class {i} is not made of rows of the token embedding; "
+                "pass the class texts explicitly"
+            )
+        ids = ids.tolist()
+        if eot not in ids:
+            raise ValueError(f"no end-of-text token in token_suffix of class {i}")
+        texts.append(_tidy_decoded(tokenizer.decode(ids[: ids.index(eot)])))
+    return texts
+
+
+@dataclass
+class AuthorsCheckpoint:
+    """What :func:`load_authors_checkpoint` found and built."""
+
+    model: DFERCLIP
+    clip_model_name: str | None
+    clip_config: dict[str, Any]
+    class_texts: list[str]
+    texts_recovered: bool
+    epoch: int | None = None
+    best_acc: float | None = None
+    missing_keys: list[str] = field(default_factory=list)
+    unexpected_keys: list[str] = field(default_factory=list)
+    dropped_keys: list[str] = field(default_factory=list)
+    skipped_objects: list[str] = field(default_factory=list)
+
+
+def _holds_placeholder(obj: Any, depth: int = 0) -> bool:
+    if isinstance(obj, Inert):
+        return True
+    if depth > 20:
+        return False
+    if isinstance(obj, Mapping):
+        return any(_holds_placeholder(v, depth + 1) for v in obj.values())
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return any(_holds_placeholder(v, depth + 1) for v in obj)
+    return False
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return float(value.item())
+    if isinstance(value, (int, float)):
+        return float(value)
+    return None
+
+
+def load_authors_checkpoint(
     path: str | os.PathLike,
+    class_texts: list[str] | None = None,
     *,
-    device: str | torch.device = "cpu",
+    clip_model_name: str | None = None,
+    class_token_position: str = "end",
     tokenizer: Any = None,
-) -> tuple[DFERCLIP, dict[str, Any]]:
-    """Load a checkpoint written by :func:`save_checkpoint`.
+    device: str | torch.device = "cpu",
+    strict: bool = True,
+    preferred_clip: str | None = None,
+) -> AuthorsCheckpoint:
+    """Build a :class:`DFERCLIP` from a checkpoint released by the DFER-CLIP authors.
 
-    Returns ``(model, sidecar)``: the model in eval mode, and the sidecar dict
-    (``options``, ``clip_config``, ``meta``, ...).
+    Args:
+        path: the ``.pth`` file (``{'epoch', 'state_dict', 'best_acc', 'optimizer',
+            'recorder'}``; a bare state dict is accepted too).
+        class_texts: the texts the model was trained with, in label order. If None they
+            are recovered from the prompt learner's buffers (:func:`recover_class_texts`);
+            if given they must reproduce the checkpoint's buffers exactly.
+        clip_model_name: open_clip architecture to build; default inferred from shapes
+            (:func:`infer_clip_architecture`: ``ViT-B-32-quickgelu`` for the released files).
+        class_token_position: not recorded in checkpoints; the authors' scripts use "end".
+        tokenizer: open_clip tokenizer; default that of the architecture.
+        device: where to build the model.
+        strict: raise if, after conversion, the checkpoint lacks a model key or has extra.
+        preferred_clip: an open_clip architecture used when ``clip_model_name`` is None
+            and its tensor shapes are the checkpoint's (shapes cannot show head counts;
+            a run's configured CLIP can).
+
+    Returns:
+        An :class:`AuthorsCheckpoint` whose ``model`` is in eval mode.
     """
-    path = Path(path)
-    sidecar = sidecar_path(path)
-    for p in (path, sidecar):
-        if not p.is_file():
-            raise FileNotFoundError(f"checkpoint file not found: {str(p)!r}")
-    info = json.loads(sidecar.read_text(encoding="utf-8"))
-    if info.get("format") != FORMAT_NAME:
-        raise ValueError(f"{str(sidecar)!r} is not a {FORMAT_NAME} sidecar (format={info.get('format')!r})")
-    if int(info.get("format_version", 0)) > FORMAT_VERSION:
-        raise ValueError(f"{str(sidecar)!r} has format version {info['format_version']}, newer than {FORMAT_VERSION}")
-    options = dict(info["options"])
-    cfg = info["clip_config"]
-    clip_model = build_clip_from_config(cfg)
+    obj, skipped = read_torch_checkpoint(path, map_location="cpu")
+    if skipped and isinstance(obj, Mapping):
+        holders = [str(k) for k, v in obj.items() if _holds_placeholder(v)]
+        logger.warning(
+            "%s: the skipped objects sit in %s; a DFER-CLIP model needs only 'state_dict' "
+            "(the authors' files pickle their training-curve 'recorder' object, unused here)",
+            path,
+            ", ".join(repr(h) for h in holders) or "no top-level entry",
+        )
+    if isinstance(obj, Mapping) and "state_dict" in obj:
+        raw_state = obj["state_dict"]
+        epoch = obj.get("epoch")
+        best_acc = _as_float(obj.get("best_acc"))
+    else:
+        raw_state, epoch, best_acc = obj, None, None
+    if not isinstance(raw_state, Mapping) or not all(isinstance(v, torch.Tensor) for v in raw_state.values()):
+        raise ValueError(f"{str(path)!r} does not hold a state dict of tensors")
+    state, dropped = convert_authors_state_dict(raw_state)
+    if "prompt_learner.ctx" not in state:
+        raise ValueError(f"{str(path)!r} has no prompt_learner.ctx: not a DFER-CLIP checkpoint")
+
+    # Architecture.
+    inferred_name, clip_cfg = infer_clip_architecture(state)
+    if clip_model_name is None and preferred_clip:
+        register_model_configs()
+        preferred_cfg = open_clip.get_model_config(preferred_clip)
+        if preferred_cfg is not None and _shapes_only(preferred_cfg) == _shapes_only(clip_cfg):
+            clip_model_name = preferred_clip
+    if clip_model_name is None:
+        clip_model_name = inferred_name
+    if "text_encoder.token_embedding.weight" not in state:
+        raise ValueError(
+            f"{str(path)!r} has no clip_model_.token_embedding.weight: the prompts cannot be rebuilt "
+            "without the token embedding the model was trained with"
+        )
+    if clip_model_name is not None:
+        register_model_configs()
+        named_cfg = open_clip.get_model_config(clip_model_name)
+        if named_cfg is None:
+            raise ValueError(f"unknown open_clip model {clip_model_name!r}")
+        clip_cfg = named_cfg
+        if tokenizer is None:
+            tokenizer = open_clip.get_tokenizer(clip_model_name)
+    else:
+        logger.info("no known open_clip architecture matches; building from inferred config %s", clip_cfg)
     if tokenizer is None:
-        tokenizer = default_tokenizer(int(cfg["text_cfg"]["context_length"]))
-    class_texts = options.pop("class_texts")
-    model = DFERCLIP(clip_model, class_texts, tokenizer=tokenizer, **options)
-    state = safetensors.torch.load_file(str(path), device="cpu")
-    model.load_state_dict(state, strict=True)
-    return model.to(device).eval(), info
+        tokenizer = default_tokenizer(int(clip_cfg["text_cfg"]["context_length"]))
+    # Random init is fine: every tensor is overwritten from the checkpoint below.
+    clip_model = build_clip_from_config(clip_cfg)
+
+    # Load the CLIP tensors first, so the prompt buffers are built from the real embedding.
+    clip_state = {}
+    for key, value in state.items():
+        if key.startswith("image_encoder."):
+            clip_state["visual." + key[len("image_encoder.") :]] = value
+        elif key.startswith("text_encoder."):
+            clip_state[key[len("text_encoder.") :]] = value
+    load_state(clip_model, clip_state, path, strict=False)  # missing keys: reported below
+
+    # Options from shapes.
+    ctx = state["prompt_learner.ctx"]
+    class_specific = ctx.dim() == 3
+    n_ctx = int(ctx.shape[1] if class_specific else ctx.shape[0])
+    n_layers = _count_blocks(state, "temporal_net.temporal_transformer.layers.")
+    if "temporal_net.cls_token" in state and n_layers == 0:
+        raise NotImplementedError("a class-token temporal model with 0 layers is not supported")
+    num_frames = int(state["temporal_net.pos_embedding"].shape[1]) - 1 if n_layers else 16
+
+    texts_recovered = class_texts is None
+    if class_texts is None:
+        class_texts = recover_class_texts(
+            state["prompt_learner.token_suffix"], clip_model.token_embedding.weight, tokenizer
+        )
+        logger.info("class texts recovered from the checkpoint: %s", class_texts)
+
+    model = DFERCLIP(
+        clip_model,
+        class_texts,
+        tokenizer=tokenizer,
+        n_ctx=n_ctx,
+        class_specific=class_specific,
+        class_token_position=class_token_position,
+        temporal_depth=n_layers,
+        num_frames=num_frames,
+        clip_model_name=clip_model_name,
+    )
+    for name in ("token_prefix", "token_suffix"):
+        ours, theirs = getattr(model.prompt_learner, name), state.get(f"prompt_learner.{name}")
+        if theirs is not None and (ours.shape != theirs.shape or not torch.equal(ours, theirs.to(ours.dtype))):
+            try:
+                found = recover_class_texts(
+                    state["prompt_learner.token_suffix"], clip_model.token_embedding.weight, tokenizer
+                )
+            except ValueError as err:
+                found = f"unreadable ({err})"
+            raise ValueError(
+                f"the class texts do not reproduce the checkpoint's prompt_learner.{name}: the model was "
+                f"trained with other texts. Texts read from the checkpoint: {found}"
+            )
+
+    missing, unexpected = load_state(model, state, path, strict=strict)
+    if missing or unexpected:
+        logger.warning("loading %s into DFERCLIP: missing keys %s; unexpected keys %s", path,
+                       missing or "none", unexpected or "none")
+    if dropped:
+        logger.info("dropped %d keys (clip_model_ duplicates and unused CLIP tensors)", len(dropped))
+
+    model = model.to(device).eval()
+    return AuthorsCheckpoint(
+        model=model,
+        clip_model_name=clip_model_name,
+        clip_config=clip_cfg,
+        class_texts=list(class_texts),
+        texts_recovered=texts_recovered,
+        epoch=int(epoch) if isinstance(epoch, int) else None,
+        best_acc=best_acc,
+        missing_keys=missing,
+        unexpected_keys=unexpected,
+        dropped_keys=dropped,
+        skipped_objects=skipped,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from dferbench import hookimpl
+from dferbench import DFEW_CLASSES, MAFW_CLASSES, hookimpl
 
 CLIP_DIR = Path(__file__).parent / "clip"
 TINY_CLIP = "dferbench-tiny"
@@ -38,11 +38,12 @@ def _factory(num_classes: int, domain: str = "synthetic"):
 
 @hookimpl
 def dferbench_register_datasets(register):
-    register("synthetic", _factory(7), options=OPTIONS, profile=PROFILE,
+    register("synthetic", _factory(7), options=OPTIONS, classes=DFEW_CLASSES, profile=PROFILE,
              description="Rendered face clips, 7 classes in DFEW order, 5 subject-independent folds (default)")
-    register("synthetic-11", _factory(11), options=OPTIONS, profile=PROFILE,
+    register("synthetic-11", _factory(11), options=OPTIONS, classes=MAFW_CLASSES, profile=PROFILE,
              description="Rendered face clips, 11 classes in MAFW order, 5 subject-independent folds")
-    register("synthetic-wild", _factory(7, "synthetic-wild"), options=OPTIONS, profile=PROFILE,
+    register("synthetic-wild", _factory(7, "synthetic-wild"), options=OPTIONS, classes=DFEW_CLASSES,
+             profile=PROFILE,
              description="A shifted domain of synthetic: other identities, wider head poses, darker coloured "
                          "light, more occlusion, noise and blur; 7 classes in DFEW order, 5 folds")
 

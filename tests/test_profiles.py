@@ -53,7 +53,7 @@ def lab_data():
 
 def test_a_dataset_profile_reaches_the_builtin_models(lab_data, toy_plugin):
     for model in ("zeroshot-clip", "linear-probe", "dferclip", "coop"):
-        config = runner.plan(model, "lab-data").config
+        config = runner.plan(model, "lab-data").config  # random weights (pretrained ""): nothing to download
         assert config["data"]["num_frames"] == 4 and config["data"]["normalize"] == "clip", model
         assert config["model"]["clip_model"] == "dferbench-test-tiny", model
         assert config["data"]["image_size"] == 32, model  # the test CLIP's input, never repeated in a preset
@@ -105,10 +105,13 @@ def test_the_image_size_follows_the_clip(tmp_path):
 
 def test_the_fallback_for_an_unknown_dataset_is_each_models_default(toy_plugin):
     """No profile, no preset for the dataset: the model's default preset (the paper's recipe,
-    CLIP-normalised pixels for the frozen-CLIP baselines), the size of its CLIP."""
-    probe = runner.plan("linear-probe", "toy").config
+    CLIP-normalised pixels for the frozen-CLIP baselines), the size of its CLIP; offline
+    without those weights, the plan stops in one line before any work."""
+    probe = runner.plan("linear-probe", "toy", weights=False).config
     assert probe["data"]["normalize"] == "clip" and probe["data"]["num_frames"] == 16
     assert probe["model"]["clip_model"] == "ViT-B-32-quickgelu" and probe["data"]["image_size"] == 224
-    assert runner.plan("dferclip", "toy").config["data"]["normalize"] == "none"  # the authors feed [0, 1]
+    assert runner.plan("dferclip", "toy", weights=False).config["data"]["normalize"] == "none"  # the authors' [0, 1]
     assert {"linear-probe", "dferclip", "coop", "zeroshot-clip"} <= set(api.models_for("toy"))
     assert runner.FALLBACK_IMAGE_SIZE == 224
+    with pytest.raises(DferbenchError, match="ViT-B-32-quickgelu pretrained='openai' are not on this machine"):
+        runner.plan("linear-probe", "toy")  # HF_HUB_OFFLINE=1 in the tests, no cached weights

@@ -222,15 +222,10 @@ def clip_input_size(model: nn.Module) -> int:
 def clip_image_size(model_name: str) -> int:
     """Side length in pixels of the square images the open_clip architecture ``model_name``
     reads (its config's ``vision_cfg.image_size``), without building it."""
-    register_model_configs()
+    unknown = unknown_model(model_name)
+    if unknown:
+        raise DferbenchError(unknown)
     config = open_clip.get_model_config(model_name)
-    if config is None:
-        import difflib
-
-        close = difflib.get_close_matches(model_name, open_clip.list_models(), n=3)
-        raise DferbenchError(f"unknown CLIP architecture {model_name!r}"
-                             + (f"; did you mean {', '.join(close)}?" if close else "")
-                             + " (open_clip.list_models() and `dferbench plugins` list them)")
     size = config["vision_cfg"]["image_size"]
     if isinstance(size, int):
         return size

@@ -114,10 +114,10 @@ def plan(model_name: str, dataset_name: str, *, config_file: str | Path | None =
     if device:
         config["train"]["device"] = device
     cfg.validate(config)
-    config = resolve_image_size(config, model)
-    preset = resolve_image_size(copy.deepcopy(preset), model)
     if weights:  # before any dataset is scanned: missing CLIP weights stop the run in seconds
         require_model_weights(model, config["model"])
+    config = resolve_image_size(config, model)
+    preset = resolve_image_size(copy.deepcopy(preset), model)
     variant = cfg.variant_label(config, preset)
     run_name = f"{model_name}[{variant}]" if variant else model_name
     return RunPlan(model, dataset_name, config, preset, run_name)

@@ -131,6 +131,9 @@ def load_plugins() -> None:
         if {_canonical(ep.name), _canonical(dist)} & disabled or ("third-party" in disabled and third_party):
             continue
         if pm.has_plugin(ep.name):
+            taken = plugin_info(ep.name)
+            warnings.warn(f"plugin {ep.name!r} from distribution {dist!r} {version}: that plugin name is taken by "
+                          f"{taken}; skipped (rename its entry point)", stacklevel=2)
             continue
         try:
             pm.register(ep.load(), name=ep.name)

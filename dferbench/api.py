@@ -27,12 +27,8 @@ def models_for(dataset: str) -> list[str]:
     """Every registered model that can run on ``dataset`` (it has a preset for it or a default)."""
     from dferbench.plugin import manager as plugins
 
-    names = []
-    for name, reg in plugins.models().items():
-        presets = reg.extra.get("presets") or {}
-        if not presets or dataset in presets or "default" in presets:
-            names.append(name)
-    return names
+    return [name for name, spec in plugins.models().items()
+            if not spec.presets or dataset in spec.presets or "default" in spec.presets]
 
 
 SUITES_DIR = Path(__file__).parent / "run" / "suites"
@@ -102,58 +98,48 @@ def run(model: str, dataset: str, *, config: str | Path | None = None, overrides
 def build_model(name: str, *, class_texts: list[str], clip_model: str | None = None,
                 pretrained: str | None = None, num_frames: int = 16, device: str = "cpu", **options: Any):
     """The network of model ``name`` as a ``torch.nn.Module``: ``forward(video [B, T, 3, H, W]
-    float in [0, 1]) -> logits [B, C]``.
+    float in [0, 1]) -> logits [B, C]``, as the model's plugin builds it (its ``network``).
 
-    ``pretrained``: None (random weights), an open_clip tag such as ``"openai"``, or a local
-    file. Other ``options`` are the model's ``[model]`` settings (``n_ctx``,
-    ``temporal_depth``, ...), the paper's values by default.
+    ``pretrained`` (for models with CLIP weights): None (random weights), an open_clip tag
+    such as ``"openai"``, or a local file. Other ``options`` are the model's ``[model]``
+    settings (``n_ctx``, ``temporal_depth``, ...), its registered defaults otherwise.
     """
     from dferbench.run import config as cfg
     from dferbench.plugin import manager as plugins
 
-    reg = plugins.get("model", name)
-    network = reg.extra.get("network")
-    if network is None:
-        raise DferbenchError(f"model {name!r} does not offer a standalone network (its plugin registers no `network`)")
-    spec = {"model": cfg.options_of(reg.options)}
+    model = plugins.get("model", name)
+    network = model.capability("network")
+    spec = {"model": cfg.options_of(model.options)}
     if clip_model is not None:
         options["clip_model"] = clip_model
-    options["pretrained"] = pretrained or ""
+    if "pretrained" in model.options:
+        options["pretrained"] = pretrained or ""
     settings = cfg.merge(cfg.defaults(spec), {"model": options}, f"build_model({name!r})", spec)["model"]
     return network(list(class_texts), settings, num_frames, device)
 
 
-def build_optimizer(model: Any, **options: Any):
-    """The optimiser and per-epoch scheduler DFER-CLIP trains with: SGD (momentum 0.9, weight
-    decay 1e-4) over three groups (temporal 1e-2, image encoder 1e-5, context 1e-3) and
-    MultiStepLR [30, 40] x 0.1. ``options`` override any of those (see
-    :func:`dferbench_plugins.dferclip.network.build_optimizer`)."""
-    from dferbench_plugins.dferclip.network import build_optimizer as build
+def build_optimizer(name: str, network: Any, **settings: Any):
+    """``(optimizer, scheduler)`` for ``network`` as model ``name`` trains it (its plugin's
+    ``optimizer``). For DFER-CLIP: SGD (momentum 0.9, weight decay 1e-4) over three groups
+    (temporal 1e-2, image encoder 1e-5, context 1e-3) and MultiStepLR [30, 40] x 0.1;
+    ``settings`` override any of them."""
+    from dferbench.plugin import manager as plugins
 
-    return build(model, **options)
+    return plugins.get("model", name).capability("optimizer")(network, **settings)
 
 
-def load_checkpoint(model: Any, path: str | Path) -> dict[str, Any]:
-    """Load weights into ``model`` from a dferbench checkpoint's ``.safetensors`` or a
-    checkpoint written by the DFER-CLIP authors' script (``.pth``, read without unpickling
-    arbitrary objects); shapes, keys and values are checked first, each problem one line.
-    Returns what was done: format, dropped and skipped entries."""
-    from dferbench.models import checkpoints as ck
-    from dferbench_plugins.dferclip import checkpoints
+def load_checkpoint(path: str | Path, *, model: str | None = None, dataset: str | None = None,
+                    overrides: list[str] | tuple[str, ...] = (), device: str = "cpu"):
+    """A trained network from a checkpoint file, and what it scores: a dferbench checkpoint
+    (its model rebuilds the network, the core loads and checks the weights) or a file its
+    model's plugin reads itself (``load_checkpoint``: for DFER-CLIP, the authors' ``.pth``,
+    read without unpickling arbitrary objects; ``model`` None: the one registered model
+    that reads such files). ``dataset`` names (and checks) the classes; ``overrides``:
+    settings of its preset. Returns ``network`` (eval mode), ``info``
+    (:class:`dferbench.CheckpointInfo`), ``path`` and ``message``."""
+    from dferbench.run.trained import open_checkpoint
 
-    path = Path(path)
-    if ck.file_kind(path) == "safetensors":
-        state, report = ck.read_weights(path), {"format": "dferbench"}
-    else:
-        obj, skipped = checkpoints.read_torch_checkpoint(path, map_location="cpu")
-        raw = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
-        if not isinstance(raw, dict):
-            raise ck.CheckpointError(f"{path} holds a {type(raw).__name__}, not a state dict")
-        state, dropped = checkpoints.convert_authors_state_dict(raw)
-        report = {"format": "dfer-clip authors", "dropped_keys": len(dropped), "skipped_objects": skipped,
-                  "epoch": obj.get("epoch") if isinstance(obj, dict) else None}
-    ck.load_state(model, state, path)
-    return report
+    return open_checkpoint(path, model=model, dataset=dataset, overrides=overrides, device=device)
 
 
 def evaluate(model: str | None, dataset: str, checkpoint: str | Path, *, folds: list[int] | None = None,
@@ -165,8 +151,8 @@ def evaluate(model: str | None, dataset: str, checkpoint: str | Path, *, folds: 
     A dferbench checkpoint names its model (``model`` None or the same) and fixes the
     clip settings (frames, image size, normalisation); its classes must be the
     dataset's. Other files (the DFER-CLIP authors' ``.pth``) are read by ``model``'s
-    ``load_checkpoint`` (default ``dferclip``), the other data settings come from the
-    model's preset for ``dataset`` and ``overrides``."""
+    ``load_checkpoint`` (default: the one registered model that reads such files), the
+    other data settings come from the model's preset for ``dataset`` and ``overrides``."""
     from dferbench.run.trained import open_checkpoint
 
     loaded = open_checkpoint(checkpoint, model=model, dataset=dataset, overrides=overrides)
@@ -215,7 +201,7 @@ def predict(inputs: list[str | Path], checkpoint: str | Path, *, output: str | P
     if not inputs:
         raise DferbenchError("predict: no inputs; give video files, frame folders or folders of them")
     device = resolve_device(device or "auto")
-    detector = plugins.get("face detector", face_detector).target(device=device)
+    detector = plugins.get("face detector", face_detector).build(device=device)
     loaded = open_checkpoint(checkpoint, model=model, dataset=dataset, overrides=overrides, device=device)
     info = loaded.info
     echo(loaded.message)
@@ -228,19 +214,23 @@ def predict(inputs: list[str | Path], checkpoint: str | Path, *, output: str | P
 
 
 def check_data(dataset: str, *, root: str | None = None, overrides: list[str] | tuple[str, ...] = (),
-               decode: bool = True):
-    """Validate a dataset on disk without training; returns a report with ``.ok`` and
-    ``.format()`` (missing clips, frame-count mismatches, unreadable files, bad labels,
-    duplicates, train/test overlap, malformed annotation lines with file and line)."""
-    from dferbench.run import config as cfg
+               decode: bool = True, progress: Callable[[int, int], None] | None = None):
+    """Validate any registered dataset without training; returns a
+    :class:`dferbench.CheckReport` with ``.ok`` and ``.format()``. The dataset's own check
+    (annotation files with file and line, for the built-in real datasets) runs first, then
+    the generic checks: every frame the sampler can draw decodes, labels in range, no
+    duplicates, no train/test overlap, no empty test split, frame counts."""
+    from dferbench.data.checks import check_dataset
     from dferbench.plugin import manager as plugins
-    from dferbench_plugins.datasets.checks import check_dataset
+    from dferbench.run import config as cfg
 
-    reg = plugins.get("dataset", dataset)
-    spec = cfg.extend(cfg.CORE_OPTIONS, "data", reg.options, f"dataset {dataset!r}")
-    overrides = list(overrides) + ([f"data.root={json.dumps(root)}"] if root else [])
-    settings = cfg.apply_overrides(cfg.defaults(spec), overrides, spec)
-    return check_dataset(dataset, settings["data"], decode=decode)
+    registered = plugins.get("dataset", dataset)
+    spec = runner.dataset_spec(registered)
+    base = cfg.merge(cfg.defaults(spec), {"data": dict(registered.profile.get("data", {}))},
+                     f"profile of dataset {dataset!r}", spec)
+    settings = cfg.apply_overrides(base, list(overrides) + ([f"data.root={json.dumps(root)}"] if root else []), spec)
+    return check_dataset(registered, settings["data"], decode=decode, num_frames=settings["data"]["num_frames"],
+                         progress=progress)
 
 
 def leaderboard(results: str | Path = "runs", out: str | Path = "runs/leaderboards", datasets: list[str] | None = None,
@@ -259,3 +249,12 @@ def leaderboard(results: str | Path = "runs", out: str | Path = "runs/leaderboar
         raise DferbenchError(f"results directory {results} does not exist: run `dferbench run` first")
     return lb.build(Path(results), Path(out), datasets, check=check, images=images, skip_invalid=skip_invalid,
                     echo=echo)
+
+
+def new_plugin(directory: str | Path, name: str | None = None) -> list[Path]:
+    """Write a complete, installable plugin package into ``directory`` (new or empty): a
+    dataset, a model, a text set, its tests (with :mod:`dferbench.testing`), a README and a
+    ``pyproject.toml`` with the ``dferbench`` entry point. Returns the files written."""
+    from dferbench.plugin.scaffold import new_plugin as write
+
+    return write(directory, name)

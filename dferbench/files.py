@@ -1,12 +1,49 @@
-"""Files that appear whole or not at all."""
+"""Files: written whole or not at all, and TOML read with one clear error."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import secrets
+import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
+
+from dferbench.errors import DferbenchError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["replacing", "naming", "read_toml", "parse_toml", "tomllib"]
+
+
+def read_toml(path: str | os.PathLike[str], *, what: str = "file") -> dict[str, Any]:
+    """The TOML file ``path`` as a dict; a missing or invalid file is a one-line
+    :class:`DferbenchError` that says ``what`` it is (``"config file"``...)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise DferbenchError(f"{what} {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise DferbenchError(f"{what} {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise DferbenchError(f"{what} {path} is not UTF-8 text ({exc.reason} at byte {exc.start}): "
+                             "is it a TOML file?") from None
+    except OSError as exc:
+        raise DferbenchError(f"{what} {path} cannot be read: {exc.strerror}") from None
+
+
+def parse_toml(text: str, source: str) -> dict[str, Any]:
+    """TOML text (already decoded) as a dict; invalid TOML is a :class:`DferbenchError`
+    ``"<source> is not valid TOML: ..."``."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise DferbenchError(f"{source} is not valid TOML: {exc}") from None
 
 
 def _create_temporary(path: Path) -> Path:

@@ -1,17 +1,69 @@
-"""Helpers for tests of dataset and model plugins: small frame folders and videos on disk.
+"""Helpers for tests of dataset and model plugins (public: ``from dferbench import testing``).
 
-The real datasets cannot be shipped, so loaders are tested on trees written with these:
-small JPEG frame folders (smooth gradients that vary per clip and frame) and videos
-written with PyAV, plus truncated files for the error paths.
+- :func:`registered_plugin` registers a plugin for the duration of a test, and
+  :func:`run_unit` runs one (model, dataset, fold, seed) unit through the harness on tiny
+  data, as ``dferbench run`` would; :func:`build_dataset` builds a registered dataset.
+- The real datasets cannot be shipped, so loaders are tested on trees written with
+  :func:`write_frames` (small JPEG frame folders: smooth gradients that vary per clip and
+  frame) and :func:`write_video` (PyAV), plus :func:`truncate_file` for the error paths.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
+
+
+@contextlib.contextmanager
+def registered_plugin(plugin: Any, name: str | None = None) -> Iterator[str]:
+    """Register ``plugin`` (a module or object with ``@dferbench.hookimpl`` functions) for the
+    ``with`` block, under ``name`` (default ``undo-<module name>``); yields the name it is
+    registered under. A plugin that is registered already (installed, and loaded through
+    its entry point) is used as it is and stays registered::
+
+        @pytest.fixture
+        def plugin():
+            with testing.registered_plugin(dferbench_mylab):
+                yield
+    """
+    from dferbench.plugin.manager import load_plugins, pm
+
+    load_plugins()
+    if pm.is_registered(plugin):
+        yield pm.get_name(plugin)
+        return
+    name = name or f"undo-{getattr(plugin, '__name__', type(plugin).__name__)}"
+    pm.register(plugin, name=name)
+    try:
+        yield name
+    finally:
+        pm.unregister(name=name)
+
+
+def build_dataset(name: str, **options: Any):
+    """The registered dataset ``name`` built from its defaults (the core's ``[data]``
+    settings and its own options) with ``options`` on top: a :class:`dferbench.DFERDataset`."""
+    from dferbench.plugin import manager
+    from dferbench.run.runner import dataset_defaults
+
+    spec = manager.get("dataset", name)
+    return spec.build({**dataset_defaults(spec)["data"], **options})
+
+
+def run_unit(model: str, dataset: str, output: str | os.PathLike[str], *, overrides: Sequence[str] = (),
+             fold: int = 1, seed: int = 1, device: str = "cpu") -> dict[str, Any]:
+    """Run one unit of ``model`` on ``dataset`` (``fold``, ``seed``) through the harness, as
+    ``dferbench run`` does, writing under ``output``; return its result (``uar``, ``war``,
+    ``config``, ``fit``...). ``overrides`` are ``--set`` strings (``"data.clips=16"``)."""
+    from dferbench import api
+
+    results = api.run(model, dataset, folds=[fold], seeds=[seed], output=output, overrides=list(overrides),
+                      device=device, skip_existing=False, echo=lambda message: None)
+    return results[0]
 
 def frame_image(clip_seed: int, index: int, size: int = 32) -> np.ndarray:
     """A deterministic uint8 RGB frame: a gradient shifted by the clip and frame index."""

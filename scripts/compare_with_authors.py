@@ -112,7 +112,7 @@ def _shared_backbone(build_clip: Any) -> tuple[Any, Any, Any]:
 
 
 def compare_model(authors: types.SimpleNamespace, scratch: Path, steps: int = 2) -> None:
-    from dferbench_plugins.dferclip.checkpoints import convert_authors_state_dict, load_authors_checkpoint
+    from dferbench_plugins.dferclip.authors import convert_authors_state_dict, load_authors_checkpoint
     from dferbench_plugins.dferclip.network import build_optimizer
 
     _, their_clip, _ = _shared_backbone(authors.build_clip)

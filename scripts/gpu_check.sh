@@ -101,7 +101,7 @@ step bench-train 300 "$PY" -m dferbench bench train --device "$DEVICE" $BENCH_AR
   --root "$WORK/bench" --json "$OUT/bench_train.json"
 
 step accuracy 200 "$PY" -m dferbench bench train --device "$DEVICE" --modes "" --root "$WORK/accuracy" \
-  --accuracy-seeds "$ACC_SEEDS" --accuracy-epochs "$ACC_EPOCHS" --accuracy-clips "$ACC_CLIPS" --accuracy-frames 8 \
+  --accuracy-seeds "$ACC_SEEDS" --accuracy-epochs "$ACC_EPOCHS" --accuracy-clips "$ACC_CLIPS" --accuracy-num-frames 8 \
   --accuracy-batch-size 16 \
   --json "$OUT/bench_accuracy.json"
 
@@ -119,6 +119,6 @@ EOF
 
 echo
 echo "== summary ($((SECONDS - START))s used of $BUDGET)"
-"$PY" -m dferbench.tools.bench_train summarize "$OUT"/bench_train.json "$OUT"/bench_accuracy.json \
+"$PY" -m dferbench.tools.bench_report summarize "$OUT"/bench_train.json "$OUT"/bench_accuracy.json \
   | tee "$OUT/summary.md"
 cat "$OUT/status.txt"

@@ -9,7 +9,6 @@ import torch
 from dferbench import api
 from dferbench.plugin import manager as plugins
 from dferbench.run import runner
-from dferbench.run import config as cfg
 from dferbench.data.loader import ClipSet
 from dferbench.data.records import ClipRecord
 from dferbench.run.engine import seed_everything
@@ -34,7 +33,7 @@ def unit(model: str, workdir, overrides=(), fold: int = 1, seed: int = 1):
     """What the runner hands a method for one unit: its context and the fold's clip sets."""
     plan = runner.plan(model, "synthetic", overrides=TINY + list(overrides))
     data = plan.config["data"]
-    ds = plugins.get("dataset", "synthetic").target(dict(data))
+    ds = plugins.get("dataset", "synthetic").build(dict(data))
 
     def clipset(split):
         return ClipSet("synthetic", ds.split(fold, split), ds.reader, num_frames=data["num_frames"],
@@ -42,7 +41,7 @@ def unit(model: str, workdir, overrides=(), fold: int = 1, seed: int = 1):
 
     seed_everything(seed)
     ctx = ModelContext(model=model, dataset="synthetic", fold=fold, classes=list(ds.classes), config=plan.config,
-                       device="cpu", seed=seed, workdir=workdir, texts=runner.text_lookup)
+                       device="cpu", seed=seed, workdir=workdir, texts=runner.class_texts)
     return ctx, clipset("train"), clipset("test")
 
 
@@ -130,18 +129,18 @@ def test_finetune_tm_runs_end_to_end_and_resumes(tmp_path):
 
 
 def test_presets_cover_the_paper_datasets_and_synthetic():
-    models, datasets = plugins.models(), plugins.datasets()
+    models = plugins.models()
     for name in ("linear-probe", "finetune", "finetune-tm", "coop", "cocoop"):
-        presets = models[name].extra["presets"]
-        assert {"dfew", "ferv39k", "mafw", "synthetic", "synthetic-11"} <= set(presets), name
+        presets = models[name].presets
+        assert {"default", "dfew", "ferv39k", "mafw", "synthetic", "synthetic-11"} <= set(presets), name
         for dataset in ("dfew", "ferv39k", "mafw"):
-            real = cfg.merge(runner.defaults_for(models[name], datasets["synthetic"]), cfg.read_toml(presets[dataset]),
-                             f"{name}/{dataset}")
+            real = runner.plan(name, dataset, weights=False).config  # the presets, not the weights
             assert real["data"]["num_frames"] == 16 and real["data"]["image_size"] == 224
             assert real["model"]["clip_model"] == "ViT-B-32-quickgelu" and real["model"]["pretrained"] == "openai"
             assert real["model"].get("train_on_cached_features", False) is False  # CoOp's augmented recipe
         small = runner.plan(name, "synthetic").config
         assert small["data"]["num_frames"] == 8 and small["model"]["clip_model"] == "dferbench-tiny"
+        assert small["data"]["image_size"] == 64  # the tiny CLIP's input, from the synthetic profile
     assert runner.plan("coop", "synthetic").config["model"]["train_on_cached_features"] is True
     for name in ("linear-probe", "finetune", "finetune-tm", "coop", "cocoop"):
         assert name in api.models_for("synthetic") and name in api.models_for("mafw")

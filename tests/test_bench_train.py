@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+from dferbench.tools import bench_accuracy as ba
 from dferbench.tools import bench_train as bt
 
 
@@ -13,7 +14,7 @@ def test_bench_train_prints_both_modes_side_by_side(tmp_path):
     # A subprocess, as a user runs it (an in-process CliRunner call would also leave click's
     # cached help options behind for the docs test).
     out = tmp_path / "bench.json"
-    result = subprocess.run([sys.executable, "-m", "dferbench", "bench", "train", "--batch-size", "2", "--frames", "4",
+    result = subprocess.run([sys.executable, "-m", "dferbench", "bench", "train", "--batch-size", "2", "--num-frames", "4",
                              "--steps", "2", "--warmup", "1", "--prefetch", "1", "--root", str(tmp_path / "frames"),
                              "--json", str(out)],
                             capture_output=True, text=True, timeout=300)
@@ -34,7 +35,7 @@ def test_bench_train_prints_both_modes_side_by_side(tmp_path):
 
 def test_model_only_modes_need_no_data(tmp_path):
     settings = bt.defaults("cpu")
-    settings.batch_size, settings.frames, settings.steps, settings.warmup = 2, 2, 1, 0
+    settings.batch_size, settings.num_frames, settings.steps, settings.warmup = 2, 2, 1, 0
     settings.clip_model = "dferbench-test-tiny"
     settings.modes = ["model-only-fp32", "model-only-bf16"]
     rows = bt.benchmark_training(settings, root=tmp_path)
@@ -51,7 +52,7 @@ def test_a_failing_mode_costs_only_its_own_row(tmp_path, monkeypatch):
 
     monkeypatch.setattr(bt, "run_mode", run_mode)
     settings = bt.defaults("cpu")
-    settings.batch_size, settings.frames, settings.steps, settings.warmup = 2, 2, 1, 0
+    settings.batch_size, settings.num_frames, settings.steps, settings.warmup = 2, 2, 1, 0
     settings.clip_model = "dferbench-test-tiny"
     settings.modes = ["model-only-bf16", "model-only-fp32", "model-only-bf16"]
     saved = []
@@ -73,12 +74,12 @@ def test_bench_train_cli_keeps_what_ran_and_fails_loudly(tmp_path):
 
 
 def test_accuracy_comparison_runs_both_modes_on_the_same_clips(tmp_path):
-    settings = bt.CompareSettings(num_clips=35, epochs=1, seeds=[1], frames=4, batch_size=8,
+    settings = ba.CompareSettings(num_clips=35, epochs=1, seeds=[1], num_frames=4, batch_size=8,
                                   clip_model="dferbench-test-tiny", render_size=32, pretrained="auto")
-    rows = bt.compare_training(settings, root=tmp_path)
+    rows = ba.compare_training(settings, root=tmp_path)
     assert [(r["mode"], r["seed"]) for r in rows] == [("reference", 1), ("fast", 1)]
     assert rows[0]["weights"] == "random"  # auto: only dferbench-tiny has shipped weights
-    summary = bt.summarize_accuracy(rows)
+    summary = ba.summarize_accuracy(rows)
     assert [s["mode"] for s in summary] == ["reference", "fast"]
     assert "war_gap_vs_reference" in summary[1]
     # 7 test clips; the two fp32 CPU pipelines differ by at most a grey level per pixel

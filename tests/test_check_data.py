@@ -5,12 +5,24 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from dferbench_plugins.datasets.checks import KINDS, check_dataset
+from dferbench import CHECK_KINDS, api
+from dferbench.data.checks import check_dataset as check_spec
+from dferbench.errors import DferbenchError
+from dferbench.plugin import manager as plugins
+from dferbench.run.config import option_defaults
 from dferbench.testing import truncate_file, write_frames, write_video
 from fake_trees import AUTHORS_PREFIX, annotation_line, make_dfew_tree, write_annotation
-from dferbench.errors import DferbenchError
+
+# The report kinds of the built-in real datasets' own check (the generic ones come on top).
+KINDS = [k for k in CHECK_KINDS if k not in ("bad_frames", "empty_split", "no_training_clips")]
+
+
+def check_dataset(name, options, *, decode=True):
+    spec = plugins.get("dataset", name)
+    return check_spec(spec, {**option_defaults(spec.options), **options}, decode=decode)
 
 CLIPS = {i: (10 + i, (i - 1) % 7 + 1) for i in range(1, 11)}
 FOLDS = {k: ([i for i in CLIPS if i % 5 != k - 1], [i for i in CLIPS if i % 5 == k - 1]) for k in range(1, 6)}
@@ -61,7 +73,7 @@ def test_every_problem_of_a_broken_tree_is_reported(root, tmp_path):
                       "empty_clip": 1, "unreadable": 0, "corrupt": 2, "duplicate": 1, "train_test_overlap": 1,
                       "count_mismatch": 1}
     text = report.format()
-    assert "DFEW_set_1_train.txt:10: clip '00002': num_frames and label must be integers" in text
+    assert "DFEW_set_1_train.txt:10: clip '00002': n_frames and label must be integers" in text
     assert "DFEW_set_1_train.txt:11: clip '00002': label 7 out of range (0..6)" in text
     assert "DFEW_set_1_train.txt:12: clip '00001' already listed at" in text and "DFEW_set_1_train.txt:1" in text
     assert "fold 1: clip '00005'" in text and "is in train and test" in text
@@ -122,8 +134,8 @@ def test_custom_with_corrupt_video(tmp_path):
 
 
 def test_unknown_dataset_is_an_error():
-    with pytest.raises(DferbenchError, match="check-data knows the datasets custom, dfew, ferv39k, mafw"):
-        check_dataset("kinetics", {})
+    with pytest.raises(DferbenchError, match="unknown dataset 'kinetics'"):
+        api.check_data("kinetics")
 
 
 def test_check_data_command_exit_status(root):
@@ -136,3 +148,72 @@ def test_check_data_command_exit_status(root):
     truncate_file(root / "Clip" / "clip_224x224" / "00004" / "00005.jpg", 0.3)
     bad = CliRunner().invoke(cli, ["check-data", "-d", "dfew", "--root", str(root)])
     assert bad.exit_code == 1 and "00004" in bad.output and "00005.jpg" in bad.output
+
+
+# ------------------------------------------------------------------ any registered dataset
+
+
+def test_a_plugin_dataset_gets_the_generic_checks(toy_plugin):
+    report = api.check_data("toy", overrides=["data.clips_per_fold=4"])
+    assert report.ok, report.format()
+    assert report.clips == 12 and report.folds == [1, 2, 3]
+    assert report.frames_decoded == sum(5 + i % 20 for i in range(12))  # every frame the sampler can draw
+
+
+def test_generic_checks_find_what_a_plugin_got_wrong():
+    from dferbench import ClipRecord, DFERDataset, hookimpl
+    from dferbench.plugin.manager import pm
+
+    def reader(record, indices):
+        if record.clip_id == "c2":
+            raise OSError("frame 3 is truncated")
+        if record.clip_id == "c3":
+            return np.zeros((len(indices), 4, 4), np.uint8)  # no channel axis
+        return np.zeros((len(indices), 4, 4, 3), np.uint8)
+
+    def build(options):
+        r = [ClipRecord(f"c{i}", f"lab:{i}", 4, i % 2) for i in range(4)]
+        bad = ClipRecord("c9", "lab:9", 0, 5)  # no frames, label out of range
+        return DFERDataset("lab", ["a", "b"], {1: {"train": [r[0], r[1], r[1]], "test": [r[0], r[2], r[3], bad]},
+                                               2: {"train": [r[2]], "test": []}}, reader)
+
+    def check(options, report):
+        report.add("malformed_line", "lab.csv:7: a note from the dataset's own check")
+
+    class Lab:
+        @hookimpl
+        def dferbench_register_datasets(self, register):
+            register("lab", build, description="broken on purpose")
+            register("lab-checked", build, check=check)
+
+    pm.register(Lab(), name="undo-lab")
+    try:
+        report = api.check_data("lab")
+        counts = {k: report.count(k) for k in CHECK_KINDS if report.count(k)}
+        assert counts == {"label_out_of_range": 1, "empty_clip": 1, "corrupt": 1, "bad_frames": 1, "duplicate": 1,
+                          "train_test_overlap": 1, "empty_split": 1}
+        text = report.format()
+        assert "clip 'c2' (lab:2): OSError: frame 3 is truncated" in text and "fold 2: the test split has no clips" in text
+        assert "label 5 is not a class id 0..1" in text and not report.ok
+        own = api.check_data("lab-checked")  # its own check's finding is fatal: the build is not tried
+        assert [f.kind for f in own.findings] == ["malformed_line"]
+    finally:
+        pm.unregister(name="undo-lab")
+
+
+def test_check_data_on_a_dataset_whose_factory_raises():
+    from dferbench import hookimpl
+    from dferbench.plugin.manager import pm
+
+    class Broken:
+        @hookimpl
+        def dferbench_register_datasets(self, register):
+            register("broken", lambda options: {}["root"])
+
+    pm.register(Broken(), name="undo-broken")
+    try:
+        report = api.check_data("broken")
+        assert not report.ok and report.count("layout") == 1
+        assert "dataset 'broken' failed (plugin 'undo-broken'" in report.format() and "KeyError" in report.format()
+    finally:
+        pm.unregister(name="undo-broken")

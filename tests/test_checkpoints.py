@@ -24,7 +24,7 @@ from dferbench.run.trained import open_checkpoint
 from dferbench.testing import write_frames
 from dferbench_plugins.dferclip.loading import rebuild_info
 from dferbench_plugins.dferclip.network import DFERCLIP
-from dferbench_plugins.synthetic import DFEW_CLASSES
+from dferbench import DFEW_CLASSES
 from dferbench_plugins.textsets import descriptor_texts
 
 from conftest import TOY_CLASSES, MeanBrightness
@@ -78,12 +78,12 @@ def test_round_trip_rebuilds_the_same_network(network, good):
 
 
 def test_a_unit_saves_its_checkpoint_next_to_its_result(network, tmp_path):
-    from dferbench.run.runner import text_lookup
+    from dferbench.run.runner import class_texts
 
     config = {"data": {"num_frames": 16, "image_size": 32, "normalize": "clip"}, "model": {"text": "descriptors"},
               "train": {}, "protocol": {}}
     ctx = ModelContext(model="dferclip", dataset="synthetic", fold=2, classes=list(DFEW_CLASSES), config=config,
-                       device="cpu", seed=3, workdir=tmp_path / ".work", texts=text_lookup,
+                       device="cpu", seed=3, workdir=tmp_path / ".work", texts=class_texts,
                        unit_path=tmp_path / "synthetic" / "dferclip" / "fold2-seed3.json")
     path = ctx.save_checkpoint(network, rebuild=rebuild_info(network), class_texts=TEXTS, text_set="descriptors")
     assert path == tmp_path / "synthetic" / "dferclip" / "fold2-seed3.checkpoint.safetensors"

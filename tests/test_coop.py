@@ -157,8 +157,8 @@ def test_best_on_test_scores_epochs_on_the_features_the_result_is_scored_on(mode
     # Trained on the clips, the result is scored on frozen fp32 features (predict). The
     # epochs must be scored on those too: on the clips, under bf16 on a GPU, the epoch would
     # be chosen on other numbers than the ones reported.
-    import dferbench.run.engine
-    from dferbench_plugins.baselines.common import FeatureSet
+    import dferbench
+    from dferbench import FeatureSet
     from dferbench_plugins.baselines.prompting import CoCoOpMethod, CoOpMethod
 
     seen = {}
@@ -167,7 +167,7 @@ def test_best_on_test_scores_epochs_on_the_features_the_result_is_scored_on(mode
         seen.update(train=train, test=monitor.test_clips)
         return {}
 
-    monkeypatch.setattr(dferbench.run.engine, "train_module", train_module)
+    monkeypatch.setattr(dferbench, "train_module", train_module)  # what plugins import
     ctx, train, test = unit(model, tmp_path, ["model.train_on_cached_features=false"])
     method = (CoOpMethod if model == "coop" else CoCoOpMethod)(ctx)
     method.fit(train, Monitor("best_on_test", test_clips=test))

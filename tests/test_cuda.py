@@ -8,7 +8,7 @@ import torch
 
 from conftest import MeanBrightness
 from dferbench.run import engine
-from dferbench.tools.bench_train import write_frame_folders
+from dferbench.tools.bench_data import write_frame_folders
 from dferbench.data.loader import ClipSet
 from dferbench.data.readers import FrameFolderReader
 from dferbench.plugin.method import Monitor

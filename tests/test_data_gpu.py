@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dferbench.tools.bench_train import write_frame_folders
+from dferbench.tools.bench_data import write_frame_folders
 from dferbench.data import gpu
 from dferbench.data.loader import ClipSet
 from dferbench.data.readers import FrameFolderReader

@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from dferbench.tools.bench_train import write_frame_folders
+from dferbench.tools.bench_data import write_frame_folders
 from dferbench.data import gpu
 from dferbench.data.loader import ClipSet, _collate_raw
 from dferbench.data.prefetch import prefetched

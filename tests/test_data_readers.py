@@ -223,7 +223,7 @@ def test_benchmark_pipelines_do_identical_work(tmp_path):
     from dferbench.tools.bench_data import benchmark_loading
     from dferbench.cli import cli
 
-    rows = benchmark_loading(tmp_path, 2, 1, frames_per_clip=18, augmentation="ferv39k", repeats=1)
+    rows = benchmark_loading(tmp_path, 2, 1, n_frames=18, augmentation="ferv39k", repeats=1)
     assert [r["pipeline"] for r in rows] == ["straightforward", "fast", "packed"]
     assert all(r["clips"] == 2 and r["clips_per_s"] > 0 for r in rows) and rows[0]["speedup"] == 1.0
     out = CliRunner().invoke(cli, ["bench", "data", "--clips", "2", "--root", str(tmp_path / "cli")]).output

@@ -34,7 +34,7 @@ def test_custom_example_of_the_docs_checks_ok_and_keeps_subjects(tmp_path):
     report = api.check_data("custom", overrides=settings)
     assert report.ok and report.clips == len(rows) == 9 and report.folds == [1, 2, 3], report.format()
 
-    data = plugins.get("dataset", "custom").target({"file": str(folder / "clips.csv")})
+    data = plugins.get("dataset", "custom").build({"file": str(folder / "clips.csv")})
     assert data.classes == ["happiness", "sadness", "neutral"]
     for fold, subject in ((1, "ann"), (2, "bob"), (3, "cid")):  # fold k tests on the clips marked k
         assert {r.subject for r in data.split(fold, "test")} == {subject}
@@ -46,5 +46,5 @@ def test_custom_example_of_the_docs_checks_ok_and_keeps_subjects(tmp_path):
 def test_toml_subject_is_kept(tmp_path):
     write_frames(tmp_path / "a", 4)
     (tmp_path / "clips.toml").write_text('[[clips]]\npath = "a"\nlabel = "happy"\nsubject = "ann"\n')
-    data = plugins.get("dataset", "custom").target({"file": str(tmp_path / "clips.toml")})
+    data = plugins.get("dataset", "custom").build({"file": str(tmp_path / "clips.toml")})
     assert [r.subject for r in data.split(1, "test")] == ["ann"]

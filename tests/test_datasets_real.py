@@ -14,11 +14,11 @@ from dferbench_plugins.datasets.layouts import (
     DFEW_CLASSES,
     DFEW_CSV_LABELS,
     MAFW_CLASSES,
-    build_custom,
     build_dfew,
     build_ferv39k,
     build_mafw,
 )
+from dferbench_plugins.datasets.custom import build_custom
 from dferbench.testing import write_frames, write_video
 from fake_trees import AUTHORS_PREFIX, annotation_line, make_dfew_tree, write_annotation
 from dferbench.errors import DferbenchError
@@ -172,7 +172,7 @@ def test_malformed_line_stops_the_build_with_file_and_line(dfew_root, tmp_path):
     ann = write_dfew_annotations(tmp_path / "ann", f"{AUTHORS_PREFIX}/DFEW/DFEW_Frame_Face")
     f = ann / "DFEW_set_3_test.txt"
     f.write_text(f.read_text() + "\n\n/x/00009 nine 2")
-    with pytest.raises(DferbenchError, match=r"DFEW_set_3_test\.txt:4: clip '00009': num_frames and label must be integers"):
+    with pytest.raises(DferbenchError, match=r"DFEW_set_3_test\.txt:4: clip '00009': n_frames and label must be integers"):
         build_dfew({"root": str(dfew_root), "annotations": str(ann)})
 
 
@@ -416,17 +416,16 @@ def test_custom_corrupt_video_is_skipped_when_asked(tmp_path):
 
 
 def test_plugin_registers_the_four_datasets():
-    import dferbench_plugins.datasets as plugin
+    from dferbench.plugin import manager
     from dferbench.run.config import option_defaults
     from dferbench_plugins.datasets.custom import CUSTOM_OPTIONS
 
-    seen = {}
-    plugin.dferbench_register_datasets(
-        lambda name, factory, description="", options=None: seen.setdefault(name, (factory, options)))
+    seen = {name: spec for name, spec in manager.datasets().items() if spec.plugin.name == "datasets"}
     assert sorted(seen) == ["custom", "dfew", "ferv39k", "mafw"]
-    assert option_defaults(seen["dfew"][1]) == COMMON_OPTIONS
-    assert option_defaults(seen["custom"][1]) == CUSTOM_OPTIONS
-    assert {"root", "annotations", "skip_bad_clips"} <= set(seen["mafw"][1])
+    assert option_defaults(seen["dfew"].options) == COMMON_OPTIONS
+    assert option_defaults(seen["custom"].options) == CUSTOM_OPTIONS
+    assert {"root", "annotations", "skip_bad_clips"} <= set(seen["mafw"].options)
+    assert all(spec.check is not None for spec in seen.values())  # their own check-data checks
 
 
 def test_plugin_factory_builds_from_the_data_section(dfew_root):

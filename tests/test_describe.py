@@ -54,7 +54,7 @@ def test_describe_writes_a_usable_descriptor_file(fake_llm, tmp_path):
     prompt = seen[0][1]["messages"][0]["content"]
     assert prompt == ("Q: What are useful visual features for the facial expression of happiness?\n"
                       "A: Some useful visual features for facial expressions of happiness include:")
-    texts = runner.text_lookup(f"file:{out}", ["happiness", "anger"])
+    texts = runner.class_texts(f"file:{out}", ["happiness", "anger"])
     assert texts == [["raised cheeks, lip corners pulled up, crinkled eyes, and visible teeth."],
                      ["lowered eyebrows, glaring eyes, pressed lips, and a tense jaw."]]
 

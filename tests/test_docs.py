@@ -17,6 +17,15 @@ def test_every_hook_is_documented_with_its_signature():
     assert documented == expected
 
 
+def test_every_register_signature_is_documented_under_its_hook():
+    from dferbench.plugin.registration import KINDS, signature_text
+
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    sections = dict(re.findall(r"^### (dferbench_\w+)\(register\)$(.*?)(?=^##)", text, flags=re.M | re.S))
+    for kind, (_, _, hook) in KINDS.items():
+        assert f"`{signature_text(kind)}`" in sections[hook], f"{hook}: document `{signature_text(kind)}`"
+
+
 def test_readme_shows_the_two_commands():
     readme = (ROOT / "README.md").read_text()
     assert "make run" in readme and "make test" in readme

@@ -8,6 +8,7 @@ import torch
 from click.testing import CliRunner
 
 from dferbench import api
+from dferbench.errors import DferbenchError
 from dferbench.plugin import manager as plugins
 from dferbench.run import runner
 from dferbench.run.config import option_defaults
@@ -28,7 +29,7 @@ SETTINGS = ["data.image_size=32", "data.num_clips=120", "train.eval_batch_size=1
 def trained():
     torch.manual_seed(3)
     clip, tok = create_clip("dferbench-test-tiny", None)
-    classes = plugins.get("dataset", "synthetic").target(option_defaults(plugins.datasets()["synthetic"].options)).classes
+    classes = plugins.get("dataset", "synthetic").build(option_defaults(plugins.datasets()["synthetic"].options)).classes
     texts = [t[0] for t in descriptor_texts(classes)]
     model = DFERCLIP(clip, texts, tokenizer=tok)
     with torch.no_grad():
@@ -54,7 +55,7 @@ def test_authors_checkpoint_evaluates_through_the_cli(trained, tmp_path):
     assert result["selection"] == "checkpoint" and result["fold"] == 2
     # the same numbers as the original network on the same test clips
     plan = runner.plan("dferclip", "synthetic", overrides=SETTINGS, weights=False)  # data settings only
-    data = plugins.get("dataset", "synthetic").target(plan.config["data"])
+    data = plugins.get("dataset", "synthetic").build(plan.config["data"])
     clips = ClipSet("synthetic", data.split(2, "test"), data.reader, 16, 32, "clip")
     logits = predict_module(trained, clips, batch_size=16, device="cpu")
     assert result["war"] == pytest.approx(100 * np.mean(logits.argmax(1) == clips.labels), abs=1e-3)
@@ -74,13 +75,16 @@ def test_api_build_model_optimizer_and_checkpoint_round_trip(trained, tmp_path):
                             pretrained=None, n_ctx=8, temporal_depth=1)
     video = torch.rand(2, 16, 3, 32, 32)
     assert model(video).shape == (2, 7)
-    optimizer, scheduler = api.build_optimizer(model)
+    optimizer, scheduler = api.build_optimizer("dferclip", model)
     assert [g["lr"] for g in optimizer.param_groups] == [1e-2, 1e-5, 1e-3]
     ckpt = tmp_path / "authors.pth"
     _save_authors_checkpoint(trained, ckpt)
-    report = api.load_checkpoint(model, ckpt)
-    assert report["format"] == "dfer-clip authors" and report["epoch"] == 17
+    loaded = api.load_checkpoint(ckpt, dataset="synthetic", overrides=SETTINGS)  # the classes: synthetic's
+    assert "authors' checkpoint" in loaded.message and "epoch 17" in loaded.message
+    assert loaded.info.model == "dferclip" and loaded.info.class_texts == trained.class_texts
     with torch.no_grad():
-        assert torch.allclose(model.eval()(video), trained(video), atol=1e-5)
+        assert torch.allclose(loaded.network.eval()(video), trained(video), atol=1e-5)
+    with pytest.raises(DferbenchError, match="model 'zeroshot-clip' .* does not offer `optimizer`"):
+        api.build_optimizer("zeroshot-clip", model)
     with pytest.raises(Exception, match="unknown key model.n_ctxx"):
         api.build_model("dferclip", class_texts=["a."], clip_model="dferbench-test-tiny", n_ctxx=3)

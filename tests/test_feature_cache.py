@@ -57,7 +57,7 @@ class MeanColour(nn.Module):
 
 
 def test_cache_key_covers_weights_sampling_resolution_and_normalisation(tmp_path):
-    ds = plugins.get("dataset", "synthetic").target({"num_clips": 35, "generator_seed": 0, "render_size": 16})
+    ds = plugins.get("dataset", "synthetic").build({"num_clips": 35, "generator_seed": 0, "render_size": 16})
     base = dict(num_frames=2, image_size=16, normalize="clip", workers=0)
     encoder = MeanColour()
 

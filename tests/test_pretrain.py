@@ -57,8 +57,9 @@ def test_missing_checkpoint_names_file_and_rebuild_command(monkeypatch, tmp_path
     from dferbench.plugin import manager
 
     registered = manager.clip_models()["dferbench-tiny"]
-    missing = dict(registered.extra, weights={SYNTHETIC_PRETRAINED: tmp_path / "dferbench-tiny-synthetic.safetensors"})
-    monkeypatch.setattr(manager, "clip_models", lambda: {"dferbench-tiny": dataclasses.replace(registered, extra=missing)})
+    missing = dataclasses.replace(registered,
+                                  weights={SYNTHETIC_PRETRAINED: tmp_path / "dferbench-tiny-synthetic.safetensors"})
+    monkeypatch.setattr(manager, "clip_models", lambda: {"dferbench-tiny": missing})
     pattern = r"dferbench-tiny-synthetic\.safetensors.*python -m dferbench_plugins\.synthetic\.pretrain"
     with pytest.raises(FileNotFoundError, match=pattern):
         create_clip("dferbench-tiny", SYNTHETIC_PRETRAINED)

@@ -270,11 +270,11 @@ def test_write_synthetic_tree_uses_mafw_names_for_11_classes(tmp_path: Path) -> 
 
 
 def test_feature_windows_do_not_clip_features(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dferbench_plugins.synthetic import render as synthetic
+    from dferbench_plugins.synthetic import draw
 
     ds = make_synthetic_dataset(num_classes=11, num_clips=110, seed=4)
     recs = ds.split(1, "test")[:20]
     windowed = [ds.reader(r, range(0, r.n_frames, 3)) for r in recs]
-    monkeypatch.setattr(synthetic._Canvas, "window", lambda self, cv, ru, rv: (slice(None),) * 3)
+    monkeypatch.setattr(draw._Canvas, "window", lambda self, cv, ru, rv: (slice(None),) * 3)
     for r, frames in zip(recs, windowed):
         np.testing.assert_array_equal(frames, ds.reader(r, range(0, r.n_frames, 3)))

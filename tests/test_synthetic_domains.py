@@ -121,6 +121,10 @@ def test_wild_is_registered_like_synthetic() -> None:
 
     wild, base = plugins.get("dataset", "synthetic-wild"), plugins.get("dataset", "synthetic")
     assert wild.options == base.options and wild.plugin == base.plugin
-    ds = wild.target({**option_defaults(wild.options), "num_clips": 70})
+    ds = wild.build({**option_defaults(wild.options), "num_clips": 70})
     assert ds.name == "synthetic-wild" and ds.split(1, "test")[0].source.startswith("synthetic-wild:0:")
-    assert "synthetic-wild" in plugins.get("model", "zeroshot-clip").extra["presets"]
+    assert wild.profile == base.profile  # the tiny CLIP, 8 frames, CLIP normalisation
+    from dferbench.run import runner
+
+    config = runner.plan("zeroshot-clip", "synthetic-wild").config
+    assert config["model"]["clip_model"] == "dferbench-tiny" and config["data"]["image_size"] == 64

@@ -16,7 +16,8 @@ import click
               help="Folder for <video>/timeline.{json,csv,png} and summary.{csv,json}.")
 @click.option("--dataset", "-d", help="Dataset whose classes the model scores: needed for files that do not "
               "record them (the authors' .pth: dfew, ferv39k or mafw); checked against a dferbench checkpoint's.")
-@click.option("--model", "-m", help="Model that reads a file which is not a dferbench checkpoint (default: dferclip).")
+@click.option("--model", "-m", help="Model that reads a file which is not a dferbench checkpoint (default: the one "
+              "registered model that reads such files).")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="A setting of the dataset's preset for files that do not record it, e.g. "
               "--set model.clip_model=NAME for a CLIP whose head count the weights cannot show (repeatable).")

@@ -30,6 +30,8 @@ import open_clip
 import torch
 from torch import nn
 
+from dferbench.errors import DferbenchError
+
 __all__ = [
     "CONFIG_DIR",
     "DFERBENCH_MODEL_CONFIGS",
@@ -39,6 +41,7 @@ __all__ = [
     "build_clip_from_config",
     "default_tokenizer",
     "clip_input_size",
+    "clip_image_size",
 ]
 
 logger = logging.getLogger(__name__)
@@ -76,7 +79,7 @@ def register_model_configs() -> list[str]:
     returns the names newly registered by this call."""
     added = [p.stem for p in sorted(CONFIG_DIR.glob("*.json")) if _add_config(p.stem, p)]
     for name, reg in _plugin_clip_models().items():
-        config = reg.extra.get("config")
+        config = reg.config
         if config and _add_config(name, Path(config)):
             added.append(name)
     return added
@@ -118,9 +121,9 @@ def create_clip(
             DFER-CLIP backbone) or one of :data:`DFERBENCH_MODEL_CONFIGS`.
         pretrained: ``None`` for random init; an open_clip tag such as ``"openai"``, read
             from the Hugging Face / open_clip cache when it is there (no network call),
-            downloaded otherwise; a plugin-registered tag such as ``"dferbench-synthetic"``
-            (the shipped checkpoint pre-trained on synthetic faces by
-            ``dferbench_plugins.synthetic.pretrain``; ``dferbench-tiny`` only); or a local
+            downloaded otherwise; a tag a plugin registered for this architecture
+            (``dferbench_register_clip_models``: the synthetic plugin's
+            ``"dferbench-synthetic"`` for ``dferbench-tiny``); or a local
             weights file in any format of :mod:`dferbench.models.weight_files` (open_clip
             checkpoints, OpenAI's TorchScript ``ViT-B-32.pt``), loaded strictly.
         device: where to put the model.
@@ -213,4 +216,20 @@ def clip_input_size(model: nn.Module) -> int:
     height, width = size
     if height != width:
         raise ValueError(f"non-square input size {height}x{width} is not supported")
+    return int(height)
+
+
+def clip_image_size(model_name: str) -> int:
+    """Side length in pixels of the square images the open_clip architecture ``model_name``
+    reads (its config's ``vision_cfg.image_size``), without building it."""
+    unknown = unknown_model(model_name)
+    if unknown:
+        raise DferbenchError(unknown)
+    config = open_clip.get_model_config(model_name)
+    size = config["vision_cfg"]["image_size"]
+    if isinstance(size, int):
+        return size
+    height, width = size
+    if height != width:
+        raise DferbenchError(f"CLIP {model_name!r} reads {height}x{width} images; only square inputs are supported")
     return int(height)

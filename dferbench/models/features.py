@@ -10,13 +10,15 @@ the key changes.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
-from dferbench.data.loader import ClipSet
+from dferbench.data.loader import BatchPlan, ClipSet
 from dferbench.files import replacing
 from dferbench.run.progress import progress
 
@@ -70,3 +72,52 @@ def video_features(frame_features: np.ndarray) -> np.ndarray:
     """Video features ``[N, D]``: the mean of the frame features, L2-normalised."""
     mean = frame_features.mean(axis=1)
     return mean / np.linalg.norm(mean, axis=1, keepdims=True).clip(min=1e-12)
+
+
+@dataclass
+class FeatureSet:
+    """Frozen per-clip features with the ``batches`` interface of a :class:`ClipSet`, so
+    ``train_module`` / ``predict_module`` train and score on them unchanged (a frozen
+    image encoder's features, encoded once, stand in for the clips).
+
+    ``features``: ``[N, E]`` (frame-averaged, un-normalised) in the order of the clips.
+    Batches hold ``features [B, E]`` where a ``ClipSet`` has video, in the same order
+    for the same ``(seed, epoch)`` and sharded over ranks the same way.
+    """
+
+    features: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batches(self, *, train: bool, batch_size: int, device: str = "cpu", seed: int = 0,
+                drop_last: bool = False, rank: int = 0, world: int = 1) -> FeatureBatches:
+        return FeatureBatches(self, train=train, batch_size=batch_size, device=device, seed=seed,
+                              drop_last=drop_last, rank=rank, world=world)
+
+
+class FeatureBatches:
+    """``ClipSet.batches`` for features: the whole set lives on ``device``, a batch is an
+    index into it. Items: ``(features [B, E], labels [B], indices [B], global batch size)``."""
+
+    pipeline = "cached-features"
+    workers = 0
+    prefetch = 0
+
+    def __init__(self, features: FeatureSet, *, train: bool, batch_size: int, device: str, seed: int,
+                 drop_last: bool, rank: int, world: int):
+        self.plan = BatchPlan(len(features), batch_size, train=train, seed=seed, drop_last=drop_last,
+                              rank=rank, world=world)
+        self.x = torch.from_numpy(np.ascontiguousarray(features.features, dtype=np.float32)).to(device)
+        self.y = torch.from_numpy(features.labels).to(device)
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
+        self.plan.set_epoch(epoch)
+        for index, global_size in self.plan.plan():
+            i = torch.from_numpy(index)
+            j = i.to(self.x.device)
+            yield self.x[j], self.y[j], i, global_size

@@ -118,19 +118,19 @@ def _registered(clip_model: str, tag: str) -> WeightsStatus | None:
     """The status of a weights tag a plugin registered (``dferbench_register_clip_models``)."""
     from dferbench.plugin import manager
 
-    owners = {name: reg for name, reg in manager.clip_models().items() if tag in (reg.extra.get("weights") or {})}
+    owners = {name: reg for name, reg in manager.clip_models().items() if tag in reg.weights}
     if not owners:
         return None
     if clip_model not in owners:
         return WeightsStatus(clip_model, tag, "missing", advice=(
             f"pretrained={tag!r} exists only for model {', '.join(sorted(owners))}, not {clip_model!r}"))
     reg = owners[clip_model]
-    path = Path(reg.extra["weights"][tag])
+    path = Path(reg.weights[tag])
     if path.is_file():
         return WeightsStatus(clip_model, tag, "shipped", path=path)
     return WeightsStatus(clip_model, tag, "missing", searched=(str(path),), advice=(
-        f"the weights {tag!r} of {clip_model!r} (plugin {reg.plugin!r}) are missing: {path}. "
-        + (reg.extra.get("source") or "")).strip())
+        f"the weights {tag!r} of {clip_model!r} ({reg.plugin}) are missing: {path}. "
+        + reg.source).strip())
 
 
 def check_weights(clip_model: str, pretrained: str | os.PathLike | None, *, hint: str = "") -> WeightsStatus:
@@ -280,12 +280,13 @@ def require_model_weights(model: Any, options: Mapping[str, Any]) -> WeightsStat
     if "clip_model" not in options or "pretrained" not in options:
         return None
     return require_weights(options["clip_model"], options["pretrained"] or None,
-                           hint=model.extra.get("weights_help", ""))
+                           hint=model.weights_help)
 
 
 OTHER_DATASETS = "others"
 """The preset name :func:`needed_weights` gives the settings used on a dataset without a
-preset of its own (``custom``): the model's ``default`` preset, else its options."""
+preset of its own and no profile (``custom``): the model's ``default`` preset, else its
+options."""
 
 
 @dataclass(frozen=True)
@@ -303,21 +304,28 @@ def needed_weights() -> list[NeededWeights]:
     each weights tag plugins register (``dferbench_register_clip_models``) under model ``-``."""
     from dferbench.plugin import manager
     from dferbench.run.config import option_defaults
-    from dferbench.run.runner import _preset_layer
+    from dferbench.run.runner import _preset_layer, preset_for
 
+    datasets = manager.datasets()
     rows: list[NeededWeights] = []
     for name, reg in manager.models().items():
         if "clip_model" not in reg.options or "pretrained" not in reg.options:
             continue
         groups: dict[tuple[str, str], list[str]] = {}
-        for preset in [OTHER_DATASETS] + sorted(p for p in (reg.extra.get("presets") or {}) if p != "default"):
-            layer = _preset_layer(reg, "default" if preset == OTHER_DATASETS else preset)
-            options = {**option_defaults(reg.options), **(layer.get("model") or {})}
+        # the datasets the model has a preset for, and those whose profile names a CLIP
+        named = {p for p in reg.presets if p != "default"} | {d for d, spec in datasets.items()
+                                                             if spec.profile.get("model")}
+        for preset in [OTHER_DATASETS] + sorted(named):
+            if preset in datasets:
+                options = preset_for(reg, datasets[preset])["model"]
+            else:
+                layer = _preset_layer(reg, "default" if preset == OTHER_DATASETS else preset)
+                options = {**option_defaults(reg.options), **(layer.get("model") or {})}
             groups.setdefault((options["clip_model"], str(options["pretrained"] or "")), []).append(preset)
-        hint = reg.extra.get("weights_help", "")
+        hint = reg.weights_help
         for (clip_model, pretrained), names in groups.items():
             rows.append(NeededWeights(name, tuple(names), check_weights(clip_model, pretrained or None, hint=hint)))
     for clip_model, reg in manager.clip_models().items():
-        for tag in reg.extra.get("weights") or {}:
-            rows.append(NeededWeights("-", (f"plugin {reg.plugin}",), check_weights(clip_model, tag)))
+        for tag in reg.weights:
+            rows.append(NeededWeights("-", (f"plugin {reg.plugin.name}",), check_weights(clip_model, tag)))
     return rows

@@ -79,8 +79,8 @@ class ModelContext:
         info = CheckpointInfo(
             model=self.model, classes=list(self.classes), class_texts=list(class_texts or self.classes),
             num_frames=data["num_frames"], image_size=data["image_size"], normalize=data["normalize"],
-            rebuild=dict(rebuild), text_set=text_set, plugin=plugin,
-            plugin_version=plugins.plugin_versions.get(plugin, ""), dataset=self.dataset, fold=self.fold,
+            rebuild=dict(rebuild), text_set=text_set, plugin=plugin.name,
+            plugin_version=plugin.version, dataset=self.dataset, fold=self.fold,
             seed=self.seed, config=self.config, config_hash=config_hash(self.config), dferbench_version=__version__)
         weights, _ = save_checkpoint(self.unit_file("checkpoint.safetensors"), network, info)
         self.unit_file("checkpoint.json")

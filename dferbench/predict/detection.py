@@ -32,6 +32,8 @@ _CHUNK = 32  # frames decoded and detected at a time
 
 @runtime_checkable
 class FaceDetector(Protocol):
+    """What a face detector plugin builds: ``detect(frames)`` finds the faces of each frame."""
+
     def detect(self, frames: np.ndarray) -> list[list[Box]]:
         """uint8 RGB ``[N, H, W, 3]`` -> the face boxes found in each frame."""
         ...

@@ -10,7 +10,6 @@ refused, each named (:mod:`dferbench.report.inputs`), unless the caller skips th
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from statistics import fmean, stdev
 from typing import Any, Callable, Mapping
@@ -18,15 +17,11 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from dferbench.errors import DferbenchError, unknown_name
-from dferbench.files import replacing
+from dferbench.files import replacing, tomllib
 from dferbench.report import inputs
 from dferbench.report.confusion import confusion_png
 from dferbench.report.markdown import page, summary
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 PUBLISHED = Path(__file__).with_name("published_results.toml")
 
@@ -48,8 +43,9 @@ def _png_name(row: Mapping[str, Any]) -> str:
 
 
 def has_temporal_model(result: Mapping[str, Any]) -> bool:
-    """A temporal model counts unless the run switched it off (``temporal_depth = 0``)."""
-    return bool(result.get("temporal")) and result.get("config", {}).get("model", {}).get("temporal_depth", 1) != 0
+    """Whether the run modelled time, as recorded (a model's ``temporal`` capability decides,
+    with the run's options: DFER-CLIP at ``temporal_depth = 0`` does not)."""
+    return bool(result.get("temporal"))
 
 
 def aggregate(results: list[dict[str, Any]], *, with_stats: bool = True) -> list[dict[str, Any]]:
@@ -82,7 +78,7 @@ def aggregate(results: list[dict[str, Any]], *, with_stats: bool = True) -> list
             "confusion": np.sum([np.array(u["confusion"]) for u in units], axis=0),
             "classes": first["classes"],
             "config_hash": ",".join(sorted({u["config_hash"] for u in units})),
-            "frames": first["num_frames"],
+            "num_frames": first["num_frames"],
             "size": first["image_size"],
             "normalize": first["normalize"],
             "precision": "+".join(sorted({u.get("precision") or "-" for u in units})),

@@ -87,7 +87,7 @@ def _details(rows: list[dict[str, Any]]) -> list[str]:
               "the seed noise too).", ""]
     lines += _table(["method", "selection", "input", "normalize", "precision", "UAR sd (folds / seeds)",
                      "config hash"],
-                    [[r["run_name"], r["selection"], f"{r['frames']}x{r['size']}px", r["normalize"], r["precision"],
+                    [[r["run_name"], r["selection"], f"{r['num_frames']}x{r['size']}px", r["normalize"], r["precision"],
                       _spread(r["_spread"]), r["config_hash"]] for r in rows])
     return lines + _recall_sections(rows)
 

@@ -25,18 +25,14 @@ import hashlib
 import json
 import math
 import re
-import sys
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from dferbench.errors import DferbenchError, PluginError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from dferbench.files import read_toml as _read_toml
+from dferbench.files import tomllib
 
 Config = dict[str, dict[str, Any]]
 
@@ -185,7 +181,8 @@ SEED_LIMIT = 2**32  # numpy's seeds are below 2**32
 CORE_OPTIONS: Spec = {
     "data": {
         "num_frames": Option(16, "frames per clip (DFER-CLIP: 16 segments, one frame each)", ge=1),
-        "image_size": Option(224, "side of the square frames the model reads, pixels", ge=1),
+        "image_size": Option(0, "side of the square frames the model reads, pixels; 0 = the model's input "
+                             "size (its CLIP's), 224 for a model that does not say", ge=0),
         "normalize": Option("none", "DFER-CLIP feeds [0, 1] pixels; clip = CLIP mean/std", choices=NORMALIZATIONS),
         "augmentation": Option("auto", "training augmentation; auto = the dataset's paper augmentation",
                                choices=AUGMENTATIONS),
@@ -258,19 +255,7 @@ def extend(spec: Spec, section: str, options: Mapping[str, Any], owner: str) -> 
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise DferbenchError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise DferbenchError(f"config file {path} is not valid TOML: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise DferbenchError(f"config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}): "
-                             "is it a TOML file?") from None
-    except OSError as exc:
-        raise DferbenchError(f"config file {path} cannot be read: {exc.strerror}") from None
+    return _read_toml(path, what="config file")
 
 
 def _spec(config: Config, spec: Spec | None) -> Spec:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dferbench.run import distributed as dist
+from dferbench.run.config import PRECISIONS
 from dferbench.data.loader import ClipSet
 from dferbench.errors import DferbenchError
 from dferbench.plugin.method import Monitor, require_training_clips
@@ -33,8 +34,6 @@ from dferbench.report.metrics import war as war_metric
 from dferbench.run.progress import progress
 from dferbench.run.resume import TrainingState, UnusableState, load_state, save_state, trained_weights
 from dferbench.run.training_log import TrainingLog, format_duration
-
-PRECISIONS = ("auto", "bf16", "fp32")
 
 
 def resolve_device(name: str) -> str:

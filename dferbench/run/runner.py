@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -17,6 +16,8 @@ from dferbench.run import config as cfg
 from dferbench.plugin import manager as plugins
 from dferbench.errors import DferbenchError, Terminated, storage_error
 from dferbench.models.weights import require_model_weights
+from dferbench.plugin.boundary import PluginFailure, debug
+from dferbench.plugin.specs import DatasetSpec, ModelSpec
 from dferbench.run.outputs import check_output, check_writable, claim, one_line, record_failure, units_failed
 from dferbench.run.results import SCHEMA_VERSION, UnitKey, git_commit, predictions_csv, save_unit, versions
 
@@ -25,7 +26,7 @@ from dferbench.run.results import SCHEMA_VERSION, UnitKey, git_commit, predictio
 class RunPlan:
     """A model on a dataset with its validated config, ready to run unit by unit."""
 
-    model: plugins.Registered
+    model: ModelSpec
     dataset_name: str
     config: cfg.Config
     preset: cfg.Config
@@ -37,22 +38,73 @@ class RunPlan:
         return cfg.config_hash(self.config, self.spec)
 
 
-def _preset_layer(model: plugins.Registered, dataset: str) -> Mapping[str, Any]:
-    presets = model.extra.get("presets") or {}
-    preset = presets.get(dataset, presets.get("default", {}))
+FALLBACK_IMAGE_SIZE = 224
+"""``data.image_size`` for a model that does not say what it reads (no ``input_size``)."""
+
+
+def _preset_layer(model: ModelSpec, dataset: str) -> Mapping[str, Any]:
+    preset = model.presets.get(dataset, model.presets.get("default", {}))
     if isinstance(preset, (str, Path)):
         return cfg.read_toml(preset)
     return preset
 
 
-def spec_for(model: plugins.Registered, dataset: plugins.Registered) -> cfg.Spec:
+def _profile_layer(model: ModelSpec, dataset: DatasetSpec) -> dict[str, dict[str, Any]]:
+    """The dataset's profile, less the model keys this model does not have."""
+    model_keys = {k: v for k, v in dataset.profile.get("model", {}).items() if k in model.options}
+    return {"data": dict(dataset.profile.get("data", {})), "model": model_keys}
+
+
+def dataset_spec(dataset: DatasetSpec) -> cfg.Spec:
+    """The options of a dataset's runs before a model is chosen: the core's and its own."""
+    return cfg.extend(cfg.CORE_OPTIONS, "data", dataset.options, f"dataset {dataset.name!r} ({dataset.plugin})")
+
+
+def dataset_defaults(dataset: DatasetSpec) -> cfg.Config:
+    """The core defaults with the dataset's own options."""
+    return cfg.defaults(dataset_spec(dataset))
+
+
+def spec_for(model: ModelSpec, dataset: DatasetSpec) -> cfg.Spec:
     """The options of a model on a dataset: the core's and both plugins' own."""
-    spec = cfg.extend(cfg.CORE_OPTIONS, "data", dataset.options, f"dataset {dataset.name!r} ({dataset.plugin!r})")
-    return cfg.extend(spec, "model", model.options, f"model {model.name!r} ({model.plugin!r})")
+    return cfg.extend(dataset_spec(dataset), "model", model.options, f"model {model.name!r} ({model.plugin})")
 
 
-def defaults_for(model: plugins.Registered, dataset: plugins.Registered) -> cfg.Config:
+def defaults_for(model: ModelSpec, dataset: DatasetSpec) -> cfg.Config:
     return cfg.defaults(spec_for(model, dataset))
+
+
+def preset_for(model: ModelSpec, dataset: DatasetSpec, spec: cfg.Spec | None = None) -> cfg.Config:
+    """What a run of ``model`` on ``dataset`` starts from, ``data.image_size`` unresolved.
+
+    Later wins: the core defaults and the plugins' option defaults; the model's
+    ``default`` preset (when it has none for this dataset); the dataset's profile; the
+    model's preset for this dataset. Each layer is checked against ``spec`` (by default
+    :func:`spec_for` the pair)."""
+    spec = spec_for(model, dataset) if spec is None else spec
+    config = cfg.defaults(spec)
+    if dataset.name not in model.presets:
+        config = cfg.merge(config, _preset_layer(model, dataset.name),
+                           f"default preset of model {model.name!r}", spec)
+    config = cfg.merge(config, _profile_layer(model, dataset), f"profile of dataset {dataset.name!r}", spec)
+    if dataset.name in model.presets:
+        config = cfg.merge(config, _preset_layer(model, dataset.name),
+                           f"preset of model {model.name!r} for {dataset.name!r}", spec)
+    return config
+
+
+def resolve_image_size(config: cfg.Config, model: ModelSpec) -> cfg.Config:
+    """``config`` with ``data.image_size`` set: ``0`` follows the model's input size (its
+    CLIP's), or :data:`FALLBACK_IMAGE_SIZE`; a size the model cannot read is an error."""
+    wanted = model.image_size(config["model"])
+    size = config["data"]["image_size"]
+    if size == 0:
+        config["data"]["image_size"] = wanted or FALLBACK_IMAGE_SIZE
+    elif wanted is not None and size != wanted:
+        raise DferbenchError(f"data.image_size = {size}, but model {model.name!r} with these settings reads "
+                             f"{wanted}x{wanted} images (clip_model {config['model'].get('clip_model', '?')!r}); "
+                             "set data.image_size = 0 to follow the model")
+    return config
 
 
 def plan(model_name: str, dataset_name: str, *, config_file: str | Path | None = None,
@@ -63,8 +115,7 @@ def plan(model_name: str, dataset_name: str, *, config_file: str | Path | None =
     model = plugins.get("model", model_name)
     dataset = plugins.get("dataset", dataset_name)
     spec = spec_for(model, dataset)
-    preset = cfg.merge(cfg.defaults(spec), _preset_layer(model, dataset_name),
-                       f"preset of model {model_name!r} for {dataset_name!r}", spec)
+    preset = preset_for(model, dataset, spec)
     config = preset
     if config_file:
         config = cfg.merge(config, cfg.read_toml(config_file), str(config_file), spec)
@@ -76,24 +127,23 @@ def plan(model_name: str, dataset_name: str, *, config_file: str | Path | None =
     cfg.validate(config, spec)
     if weights:  # before any dataset is scanned: missing CLIP weights stop the run in seconds
         require_model_weights(model, config["model"])
+    config = resolve_image_size(config, model)
+    preset = resolve_image_size(copy.deepcopy(preset), model)
     variant = cfg.variant_label(config, preset, spec)
     run_name = f"{model_name}[{variant}]" if variant else model_name
     return RunPlan(model, dataset_name, config, preset, run_name, spec)
 
 
-def text_lookup(name: str, classes: list[str]) -> list[list[str]]:
-    """The sentences of text set ``name`` for each class, checked. ``file:PATH`` reads a
-    descriptor file written by ``dferbench describe``."""
+def class_texts(name: str, classes: list[str]) -> list[list[str]]:
+    """The sentences of text set ``name`` for each of ``classes``, checked: one non-empty
+    list per class. ``file:PATH`` reads a descriptor file written by ``dferbench describe``."""
     if name.startswith("file:"):
         table = cfg.read_toml(name[5:]).get("descriptors", {})
         missing = [c for c in classes if c not in table]
         if missing:
             raise DferbenchError(f"descriptor file {name[5:]} has no sentence for {missing}")
         return [[table[c]] for c in classes]
-    texts = plugins.get("text set", name).target(list(classes))
-    if len(texts) != len(classes) or not all(isinstance(t, list) and t for t in texts):
-        raise DferbenchError(f"text set {name!r} must return a non-empty list of sentences for each of {classes}")
-    return texts
+    return plugins.get("text set", name).texts_for(list(classes))
 
 
 class FixedNetwork:
@@ -152,7 +202,7 @@ def run_plan(run: RunPlan, *, output: str | Path = "runs", echo: Callable[[str],
     key = json.dumps([run.dataset_name, config["data"]], sort_keys=True)
     datasets = {} if datasets is None else datasets
     if key not in datasets:
-        datasets[key] = dataset_reg.target(dict(config["data"]))
+        datasets[key] = dataset_reg.build(config["data"])
     dataset = datasets[key]
     folds = config["protocol"]["folds"] or dataset.folds
     missing = [f for f in folds if f not in dataset.splits]
@@ -195,8 +245,8 @@ def run_plan(run: RunPlan, *, output: str | Path = "runs", echo: Callable[[str],
         workdir = output / ".work" / run.dataset_name
         ctx = ModelContext(model=run.model.name, dataset=run.dataset_name, fold=fold, classes=list(classes),
                            config=copy.deepcopy(config), device=device, seed=seed, workdir=workdir,
-                           texts=text_lookup, progress=progress, unit_path=path)
-        method = FixedNetwork(ctx, fixed_network[0]) if fixed_network else run.model.target(ctx)
+                           texts=class_texts, progress=progress, unit_path=path)
+        method = FixedNetwork(ctx, fixed_network[0]) if fixed_network else run.model.build(ctx)
         monitor = Monitor(selection, test_clips=test if selection == "best_on_test" else None, progress=progress,
                           unit=f"{run.run_name} on {run.dataset_name} fold {fold} seed {seed}", echo=echo,
                           config_hash=run.hash, **_training_files(path, config["train"]))
@@ -224,14 +274,14 @@ def run_plan(run: RunPlan, *, output: str | Path = "runs", echo: Callable[[str],
             "image_size": data["image_size"],
             "normalize": data["normalize"],
             "augmentation": augmentation,
-            "family": run.model.extra.get("family", ""),
-            "temporal": bool(run.model.extra.get("temporal", False)) and config["model"].get("temporal_depth", 1) != 0,
+            "family": run.model.family,
+            "temporal": run.model.is_temporal(config["model"]),
             "config_hash": run.hash,
             "config": config,
             "fit": fit_info,
             "history": monitor.history,
             "dataset_notes": dict(dataset.notes),
-            "plugins": {"model": run.model.plugin, "dataset": dataset_reg.plugin,
+            "plugins": {"model": run.model.plugin.name, "dataset": dataset_reg.plugin.name,
                         "versions": dict(plugins.plugin_versions)},
             "versions": versions(),
             "git_commit": git_commit(),
@@ -275,10 +325,12 @@ def run_plan(run: RunPlan, *, output: str | Path = "runs", echo: Callable[[str],
                     try:
                         results.append(run_unit(fold, seed, path))
                     except Exception as exc:  # the failure boundary of one unit
-                        stop = storage_error(exc)
-                        if stop is not None:  # a full disk or a read-only folder would stop every unit
+                        # a full disk or a read-only folder would stop every unit, also when it
+                        # hit the core's files inside a plugin's fit (the history, the state)
+                        stop = storage_error(exc.__cause__ if isinstance(exc, PluginFailure) else exc)
+                        if stop is not None:
                             raise stop from exc
-                        if os.environ.get("DFERBENCH_DEBUG"):
+                        if debug():
                             raise
                         where = ""
                         if main_process:

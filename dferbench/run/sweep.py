@@ -113,7 +113,7 @@ def plan_sweep(models: list[str], datasets: list[str], *, folds: list[int] | Non
                 unit_folds = folds or plan.config["protocol"]["folds"]
                 if not unit_folds:
                     if dataset_folds is None:
-                        dataset_folds = plugins.get("dataset", dataset).target(dict(plan.config["data"])).folds
+                        dataset_folds = plugins.get("dataset", dataset).build(plan.config["data"]).folds
                     unit_folds = dataset_folds
                 selection = plan.config["protocol"]["selection"]
                 for fold in unit_folds:

@@ -5,7 +5,8 @@ A dferbench checkpoint (:mod:`dferbench.models.checkpoints`) names its model; th
 model's registered ``rebuild`` capability builds the network from the sidecar and the
 core loads and checks the weights. Any other file (the DFER-CLIP authors' ``.pth``, an
 older format) is read by the ``load_checkpoint`` capability of the model the user names
-(default ``dferclip``); when such a file does not record its classes, the dataset the
+(default: the one registered model that reads such files); when such a file does not
+record its classes, the dataset the
 user names does (its registered class list), and the file's clip settings go over that
 dataset's preset. Every problem is one :class:`~dferbench.models.checkpoints.CheckpointError`
 line naming the file.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from torch import nn
 
@@ -23,9 +24,22 @@ from dferbench.errors import DferbenchError
 from dferbench.models import checkpoints as ck
 from dferbench.models.checkpoints import CheckpointError, CheckpointInfo, LoadedNetwork
 from dferbench.plugin import manager as plugins
+from dferbench.plugin.boundary import PluginFailure
+from dferbench.plugin.specs import ModelSpec
 
-DEFAULT_MODEL = "dferclip"
-"""The model that reads checkpoint files which are not dferbench's (the authors' ``.pth``)."""
+
+def foreign_readers() -> list[str]:
+    """The registered models that read checkpoint files which are not dferbench's (their
+    ``load_checkpoint``: DFER-CLIP reads its authors' ``.pth``)."""
+    return sorted(name for name, spec in plugins.models().items() if spec.load_checkpoint is not None)
+
+
+def _foreign_reader(path: Path) -> str:
+    able = foreign_readers()
+    if len(able) != 1:
+        raise CheckpointError(f"{path} is not a dferbench checkpoint: name the model that reads it with --model "
+                              f"(models that read other checkpoint files: {', '.join(able) or 'none'})")
+    return able[0]
 
 
 @dataclass(frozen=True)
@@ -40,25 +54,22 @@ class LoadedCheckpoint:
     message: str
 
 
-def dataset_classes(dataset: str, model: str = DEFAULT_MODEL, overrides: Sequence[str] = ()) -> list[str]:
+def dataset_classes(dataset: str, model: str, overrides: Sequence[str] = ()) -> list[str]:
     """The class names of ``dataset`` in label order: the list its plugin registered
     (``register(..., classes=[...])``), else those of the dataset built with ``model``'s
     preset for it and ``overrides`` (a ``custom`` dataset's file, say)."""
     spec = plugins.get("dataset", dataset)
-    if spec.extra.get("classes"):
-        return list(spec.extra["classes"])
-    return list(spec.target(_settings(model, dataset, overrides)["data"]).classes)
+    if spec.classes:
+        return list(spec.classes)
+    return list(spec.build(_settings(model, dataset, overrides)["data"]).classes)
 
 
-def _call(spec: plugins.Registered, capability: str, path: Path, fn: Callable[..., Any], *args: Any) -> Any:
-    """A plugin's capability; anything it raises but a DferbenchError becomes one line."""
+def _call(spec: ModelSpec, capability: str, path: Path, *args: Any) -> Any:
+    """A model's capability, in the failure boundary; a failure is one line naming the file."""
     try:
-        return fn(*args)
-    except DferbenchError:
-        raise
-    except Exception as exc:
-        raise CheckpointError(f"{path}: model {spec.name!r} (plugin {spec.plugin!r}) failed in {capability}: "
-                              f"{type(exc).__name__}: {' '.join(str(exc).split())}") from None
+        return spec.capability(capability)(*args)
+    except PluginFailure as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc.__cause__
 
 
 def _check_classes(path: Path, classes: Sequence[str], dataset: str, model: str, overrides: Sequence[str]) -> None:
@@ -86,12 +97,11 @@ def _own(path: Path, info: CheckpointInfo, model: str | None, dataset: str | Non
         raise CheckpointError(f"{sidecar}: model {info.model!r} (plugin {info.plugin or '?'}) is not installed; "
                               f"installed models: {', '.join(sorted(registry))}")
     spec = registry[info.model]
-    rebuild = spec.extra.get("rebuild")
-    if rebuild is None:
-        raise CheckpointError(f"{path}: model {info.model!r} (plugin {spec.plugin!r}) cannot rebuild its network from "
+    if spec.rebuild is None:
+        raise CheckpointError(f"{path}: model {info.model!r} ({spec.plugin}) cannot rebuild its network from "
                               "a checkpoint: its plugin registers no `rebuild`")
     weights = ck.read_weights(path)  # damaged weights are said before any building
-    network = _call(spec, "rebuild", path, rebuild, info, "cpu")
+    network = _call(spec, "rebuild", path, info, "cpu")
     ck.load_state(network, weights, path)
     if dataset:
         _check_classes(path, info.classes, dataset, info.model, overrides)
@@ -107,7 +117,7 @@ def _text_set_of(texts: list[str], classes: list[str], preferred: str) -> str:
     case, spacing and the space BPE decoding puts before punctuation do not count."""
     import re
 
-    from dferbench.run.runner import text_lookup
+    from dferbench.run.runner import class_texts
 
     def plain(text: str) -> str:
         return re.sub(r"\s+([.,;:!?])", r"\1", " ".join(text.lower().split()))
@@ -115,7 +125,7 @@ def _text_set_of(texts: list[str], classes: list[str], preferred: str) -> str:
     wanted = [plain(t) for t in texts]
     for name in [n for n in [preferred] if n] + sorted(set(plugins.prompts()) - {preferred}):
         try:
-            found = text_lookup(name, classes)
+            found = class_texts(name, classes)
         except (DferbenchError, KeyError):
             continue
         if all(len(t) == 1 for t in found) and [plain(t[0]) for t in found] == wanted:
@@ -125,12 +135,11 @@ def _text_set_of(texts: list[str], classes: list[str], preferred: str) -> str:
 
 def _foreign(path: Path, model: str, dataset: str | None, overrides: Sequence[str], device: str) -> LoadedCheckpoint:
     spec = plugins.get("model", model)
-    loader = spec.extra.get("load_checkpoint")
-    if loader is None:
-        raise CheckpointError(f"{path} is not a dferbench checkpoint, and model {model!r} (plugin {spec.plugin!r}) "
+    if spec.load_checkpoint is None:
+        raise CheckpointError(f"{path} is not a dferbench checkpoint, and model {model!r} ({spec.plugin}) "
                               "reads no files of its own (its plugin registers no `load_checkpoint`)")
     config = _settings(model, dataset, overrides) if dataset else {"data": {}, "model": {}}
-    loaded: LoadedNetwork = _call(spec, "load_checkpoint", path, loader, path, config["model"], "cpu")
+    loaded: LoadedNetwork = _call(spec, "load_checkpoint", path, path, config["model"], "cpu")
     texts = list(loaded.class_texts)
     if loaded.classes is not None:
         classes = list(loaded.classes)
@@ -155,8 +164,8 @@ def _foreign(path: Path, model: str, dataset: str | None, overrides: Sequence[st
     text_set = _text_set_of(texts, classes, str(config["model"].get("text", "")))
     info = CheckpointInfo(model=model, classes=classes, class_texts=texts, num_frames=int(settings["num_frames"]),
                           image_size=int(settings["image_size"]), normalize=str(settings["normalize"]),
-                          text_set=text_set, plugin=spec.plugin,
-                          plugin_version=plugins.plugin_versions.get(spec.plugin, ""), dataset=dataset or "")
+                          text_set=text_set, plugin=spec.plugin.name, plugin_version=spec.plugin.version,
+                          dataset=dataset or "")
     message = loaded.message or f"loaded {path} with model {model!r}"
     if loaded.classes is None:
         message += (f"; classes of {dataset!r}, class texts "
@@ -172,7 +181,8 @@ def open_checkpoint(path: str | Path, *, model: str | None = None, dataset: str 
         path: a dferbench ``.checkpoint.safetensors`` (its sidecar next to it) or a file a
             model reads itself (the DFER-CLIP authors' ``.pth``).
         model: the model the file belongs to; a dferbench checkpoint names its own (a
-            different name is an error); default for other files: ``dferclip``.
+            different name is an error); default for other files: the one registered model
+            that reads such files (:func:`foreign_readers`).
         dataset: the dataset whose classes the network must score (names and order);
             for a file that does not record its classes, the dataset that names them.
         overrides: ``SECTION.KEY=VALUE`` settings of that dataset's preset.
@@ -185,4 +195,4 @@ def open_checkpoint(path: str | Path, *, model: str | None = None, dataset: str 
     info = ck.read_info(path) if ck.file_kind(path) == "safetensors" else None
     if info is not None:
         return _own(path, info, model, dataset, overrides, device)
-    return _foreign(path, model or DEFAULT_MODEL, dataset, overrides, device)
+    return _foreign(path, model or _foreign_reader(path), dataset, overrides, device)

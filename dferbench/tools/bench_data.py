@@ -46,7 +46,7 @@ def fake_frame(clip: int, index: int, size: int = 224) -> np.ndarray:
 
 
 def write_fake_clips(
-    root: str | os.PathLike[str], num_clips: int, frames_per_clip: int = 48, size: int = 224,
+    root: str | os.PathLike[str], num_clips: int, n_frames: int = 48, size: int = 224,
     quality: int = 90,
 ) -> list[ClipRecord]:
     """Write (or reuse) ``num_clips`` JPEG frame folders ``root/<00001>/00001.jpg``..."""
@@ -56,11 +56,11 @@ def write_fake_clips(
     records = []
     for c in range(num_clips):
         folder = root / f"{c + 1:05d}"
-        if not folder.is_dir() or len(list_frames(folder)) != frames_per_clip:
+        if not folder.is_dir() or len(list_frames(folder)) != n_frames:
             folder.mkdir(parents=True, exist_ok=True)
-            for i in range(frames_per_clip):
+            for i in range(n_frames):
                 Image.fromarray(fake_frame(c, i, size)).save(folder / f"{i + 1:05d}.jpg", quality=quality)
-        records.append(ClipRecord(folder.name, str(folder), frames_per_clip, c % 7))
+        records.append(ClipRecord(folder.name, str(folder), n_frames, c % 7))
     return records
 
 
@@ -144,7 +144,7 @@ def benchmark_loading(
     num_frames: int = 16,
     image_size: int = 224,
     augmentation: str = "dfew",
-    frames_per_clip: int = 48,
+    n_frames: int = 48,
     packed: bool = True,
     repeats: int = 3,
     seed: int = 0,
@@ -162,10 +162,10 @@ def benchmark_loading(
     if root is None:
         with tempfile.TemporaryDirectory() as tmp:
             return benchmark_loading(tmp, num_clips, workers, num_frames=num_frames, image_size=image_size,
-                                     augmentation=augmentation, frames_per_clip=frames_per_clip,
+                                     augmentation=augmentation, n_frames=n_frames,
                                      packed=packed, repeats=repeats, seed=seed)
     root = Path(root)
-    records = write_fake_clips(root / "frames", num_clips, frames_per_clip)
+    records = write_fake_clips(root / "frames", num_clips, n_frames)
     transform = build_clip_transform(augmentation, image_size, train=True)
     pipelines = {
         "straightforward": _Pipeline("straightforward", transform, num_frames),
@@ -199,3 +199,52 @@ def benchmark_loading(
         if row["clips_per_cpu_s"] is not None:
             row["cpu_speedup"] = round(row["clips_per_cpu_s"] / base["clips_per_cpu_s"], 2)
     return rows
+
+
+def write_frame_folders(root: str | os.PathLike[str], num_clips: int, n_frames: int, size: int = 224,
+                        processes: int = 0, distinct: int = 16, n_classes: int = 7) -> list[ClipRecord]:
+    """``num_clips`` folders of ``n_frames`` synthetic JPEG frames (kept if present).
+
+    The first ``distinct`` clips are rendered; the others hard-link their files (same
+    bytes to decode, written in no time), so a benchmark can run a whole timed window
+    inside one epoch without minutes of set-up.
+    """
+    root = Path(root)
+    jobs = [(root / f"{c + 1:05d}", c, n_frames, size) for c in range(num_clips)]
+
+    def complete(folder: Path) -> bool:
+        return folder.is_dir() and len(list(folder.glob("*.jpg"))) == n_frames
+
+    todo = [j for j in jobs[:distinct] if not complete(j[0])]
+    processes = processes or min(8, os.cpu_count() or 1)
+    if todo and processes > 1 and len(todo) > 4:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            pool.starmap(_write_clip, todo)
+    else:
+        for job in todo:
+            _write_clip(*job)
+    for folder, c, n, _ in jobs[distinct:]:
+        if complete(folder):
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        source = jobs[c % distinct][0]
+        for i in range(n):
+            target = folder / f"{i + 1:05d}.jpg"
+            if not target.exists():
+                try:
+                    os.link(source / target.name, target)
+                except OSError:  # no hard links here: copy
+                    import shutil
+
+                    shutil.copyfile(source / target.name, target)
+    return [ClipRecord(f.name, str(f), n, c % n_classes) for f, c, n, _ in jobs]
+
+
+def _write_clip(folder: Path, clip: int, frames: int, size: int) -> None:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(frames):
+        Image.fromarray(fake_frame(clip, i, size)).save(folder / f"{i + 1:05d}.jpg", quality=90)

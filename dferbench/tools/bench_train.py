@@ -26,9 +26,9 @@ allocation on CUDA and the training process's peak resident set on the CPU (samp
 DataLoader workers not counted). On the CPU, subnormal floats are flushed to zero while
 timing (they make random steps 10x slower there).
 
-:func:`compare_training` trains both modes for a few epochs on the synthetic benchmark
-written as JPEG folders, for several seeds, to show that the fast path leaves UAR/WAR
-unchanged within seed noise.
+:func:`dferbench.tools.bench_accuracy.compare_training` trains both modes for a few
+epochs on the synthetic benchmark written as JPEG folders, for several seeds, to show that
+the fast path leaves UAR/WAR unchanged within seed noise.
 """
 
 from __future__ import annotations
@@ -40,13 +40,13 @@ import platform
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import numpy as np
 import torch
 
+from dferbench.data.classes import DFEW_CLASSES
 from dferbench.data.records import ClipRecord
 
 MODES: dict[str, dict[str, Any]] = {
@@ -59,9 +59,6 @@ MODES: dict[str, dict[str, Any]] = {
     "model-only-bf16": {"precision": "auto", "pipeline": None, "fused": None, "compile": False, "sync": False},
 }
 
-CLASSES = ["happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear"]
-
-
 @dataclass
 class BenchSettings:
     """What one benchmark run measures. ``defaults(device)`` fills in the rest."""
@@ -70,14 +67,14 @@ class BenchSettings:
     model: str = "dferclip"
     clip_model: str = "dferbench-tiny"
     batch_size: int = 8
-    frames: int = 8
+    num_frames: int = 8
     steps: int = 4
     warmup: int = 1
     workers: int = 0
     prefetch: int = -1  # batches finished ahead on the device (-1 auto); the reference mode never does
     augmentation: str = "dfew"
     frame_size: int = 224  # the JPEGs on disk (face crops are 224 x 224)
-    frames_per_clip: int = 32
+    n_frames: int = 32  # frames of each clip on disk
     clips: int = 0  # 0 = (warmup + steps) batches: the timed window stays inside one epoch
     seed: int = 1
     eval_steps: int = 2  # inference batches timed after training (0 = none)
@@ -90,60 +87,9 @@ def defaults(device: str) -> BenchSettings:
     if device.startswith("cuda"):
         from dferbench.data.loader import resolve_workers
 
-        return BenchSettings(device=device, clip_model="ViT-B-32-quickgelu", batch_size=48, frames=16, steps=20,
+        return BenchSettings(device=device, clip_model="ViT-B-32-quickgelu", batch_size=48, num_frames=16, steps=20,
                              warmup=5, eval_steps=10, workers=resolve_workers(-1, device))
     return BenchSettings(device=device)
-
-
-def write_frame_folders(root: str | os.PathLike[str], num_clips: int, frames_per_clip: int, size: int = 224,
-                        processes: int = 0, distinct: int = 16) -> list[ClipRecord]:
-    """``num_clips`` folders of ``frames_per_clip`` synthetic JPEG frames (kept if present).
-
-    The first ``distinct`` clips are rendered; the others hard-link their files (same
-    bytes to decode, written in no time), so a benchmark can run a whole timed window
-    inside one epoch without minutes of set-up.
-    """
-    root = Path(root)
-    jobs = [(root / f"{c + 1:05d}", c, frames_per_clip, size) for c in range(num_clips)]
-
-    def complete(folder: Path) -> bool:
-        return folder.is_dir() and len(list(folder.glob("*.jpg"))) == frames_per_clip
-
-    todo = [j for j in jobs[:distinct] if not complete(j[0])]
-    processes = processes or min(8, os.cpu_count() or 1)
-    if todo and processes > 1 and len(todo) > 4:
-        import multiprocessing
-
-        with multiprocessing.get_context("fork").Pool(processes) as pool:
-            pool.starmap(_write_clip, todo)
-    else:
-        for job in todo:
-            _write_clip(*job)
-    for folder, c, n, _ in jobs[distinct:]:
-        if complete(folder):
-            continue
-        folder.mkdir(parents=True, exist_ok=True)
-        source = jobs[c % distinct][0]
-        for i in range(n):
-            target = folder / f"{i + 1:05d}.jpg"
-            if not target.exists():
-                try:
-                    os.link(source / target.name, target)
-                except OSError:  # no hard links here: copy
-                    import shutil
-
-                    shutil.copyfile(source / target.name, target)
-    return [ClipRecord(f.name, str(f), n, c % len(CLASSES)) for f, c, n, _ in jobs]
-
-
-def _write_clip(folder: Path, clip: int, frames: int, size: int) -> None:
-    from PIL import Image
-
-    from dferbench.tools.bench_data import fake_frame
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(frames):
-        Image.fromarray(fake_frame(clip, i, size)).save(folder / f"{i + 1:05d}.jpg", quality=90)
 
 
 class _PeakRSS:
@@ -181,25 +127,24 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
-def _build(settings: BenchSettings, mode: dict[str, Any], pretrained: str | None = None,
+def build_network_and_optimizer(settings: BenchSettings, mode: dict[str, Any], pretrained: str | None = None,
            lrs: dict[str, float] | None = None) -> tuple[Any, Any]:
     from dferbench import api
+    from dferbench.plugin import manager
     from dferbench.run.engine import seed_everything
 
     seed_everything(settings.seed)
-    model = api.build_model(settings.model, class_texts=[f"a face showing {c}." for c in CLASSES],
-                            clip_model=settings.clip_model, pretrained=pretrained, num_frames=settings.frames,
+    model = api.build_model(settings.model, class_texts=[f"a face showing {c}." for c in DFEW_CLASSES],
+                            clip_model=settings.clip_model, pretrained=pretrained, num_frames=settings.num_frames,
                             device=settings.device)
-    if hasattr(model, "param_groups"):
-        from dferbench_plugins.dferclip.network import build_optimizer
-
-        optimizer, _ = build_optimizer(model, fused=mode["fused"], **(lrs or {}))
+    if manager.get("model", settings.model).optimizer is not None:  # the model's own, as it trains
+        optimizer, _ = api.build_optimizer(settings.model, model, fused=mode["fused"], **(lrs or {}))
     else:
         optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
     return model, optimizer
 
 
-def _image_size(model: Any) -> int:
+def image_size(model: Any) -> int:
     from dferbench.models.clip import clip_input_size
 
     return clip_input_size(getattr(model, "image_encoder", model))
@@ -219,18 +164,18 @@ def run_mode(name: str, settings: BenchSettings, records: list[ClipRecord]) -> d
 
     mode = MODES[name]
     device = settings.device
-    model, optimizer = _build(settings, mode)
-    size = _image_size(model)
+    model, optimizer = build_network_and_optimizer(settings, mode)
+    size = image_size(model)
     net = wrap_for_training(model, device, compile=mode["compile"])
     model.train()
     pipeline, workers, prefetch = "none", 0, 0
     if mode["pipeline"] is None:
         g = torch.Generator().manual_seed(settings.seed)
-        video = torch.rand(settings.batch_size, settings.frames, 3, size, size, generator=g).to(device)
-        labels = torch.randint(len(CLASSES), (settings.batch_size,), generator=g).to(device)
+        video = torch.rand(settings.batch_size, settings.num_frames, 3, size, size, generator=g).to(device)
+        labels = torch.randint(len(DFEW_CLASSES), (settings.batch_size,), generator=g).to(device)
         batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = itertools.repeat((video, labels))
     else:
-        clips = ClipSet("bench", records, FrameFolderReader(), num_frames=settings.frames, image_size=size,
+        clips = ClipSet("bench", records, FrameFolderReader(), num_frames=settings.num_frames, image_size=size,
                         normalize="none", augmentation=settings.augmentation, workers=settings.workers,
                         pipeline=mode["pipeline"], prefetch=_prefetch(settings, mode))
         stream = clips.batches(train=True, batch_size=settings.batch_size, device=device, seed=settings.seed,
@@ -293,7 +238,7 @@ def _eval_batches(settings: BenchSettings, mode: dict[str, Any], records: list[C
     from dferbench.data.loader import ClipSet
     from dferbench.data.readers import FrameFolderReader
 
-    clips = ClipSet("bench", records, FrameFolderReader(), num_frames=settings.frames, image_size=size,
+    clips = ClipSet("bench", records, FrameFolderReader(), num_frames=settings.num_frames, image_size=size,
                     normalize="none", augmentation="none", workers=settings.workers, pipeline=mode["pipeline"],
                     prefetch=_prefetch(settings, mode))
     stream = clips.batches(train=False, batch_size=settings.batch_size, device=settings.device, persistent=True)
@@ -318,26 +263,6 @@ def _time_eval(model: Any, batches: Iterator[torch.Tensor], settings: BenchSetti
             model(next(batches))
     _sync(device)
     return time.perf_counter() - start
-
-
-def paper_cost(train_clips_per_s: float, eval_clips_per_s: float, *, seeds: int = 3, methods: int = 1,
-               epochs: int = 50, eval_every_epoch: bool = True) -> list[dict[str, Any]]:
-    """GPU-hours of DFER-CLIP-style training for the paper's table, from measured throughputs.
-
-    Fold sizes (train/test clips, mean over folds): DFEW 5 x 9357/2339, FERV39k 1 x
-    31088/7847, MAFW 5 x 7338/1834 (``shared/reference/datasets.md``). ``eval_every_epoch``
-    is the paper's protocol (the test set is scored after every epoch); otherwise once.
-    """
-    sizes = {"DFEW": (5, 9357, 2339), "FERV39k": (1, 31088, 7847), "MAFW": (5, 7338, 1834)}
-    rows = []
-    for name, (folds, n_train, n_test) in sizes.items():
-        evals = epochs if eval_every_epoch else 1
-        unit_s = epochs * n_train / train_clips_per_s + evals * n_test / eval_clips_per_s
-        rows.append({"dataset": name, "units": folds * seeds * methods, "hours_per_unit": round(unit_s / 3600, 2),
-                     "gpu_hours": round(folds * seeds * methods * unit_s / 3600, 1)})
-    rows.append({"dataset": "total", "units": sum(r["units"] for r in rows), "hours_per_unit": None,
-                 "gpu_hours": round(sum(r["gpu_hours"] for r in rows), 1)})
-    return rows
 
 
 def environment(device: str) -> dict[str, Any]:
@@ -372,8 +297,10 @@ def benchmark_training(settings: BenchSettings | None = None, *, root: str | os.
     if root is None:
         with tempfile.TemporaryDirectory() as tmp:
             return benchmark_training(settings, root=tmp, echo=echo, on_row=on_row)
+    from dferbench.tools.bench_data import write_frame_folders
+
     clips = settings.clips or (settings.warmup + settings.steps) * settings.batch_size
-    records = write_frame_folders(Path(root) / "frames", clips, settings.frames_per_clip, settings.frame_size)
+    records = write_frame_folders(Path(root) / "frames", clips, settings.n_frames, settings.frame_size)
     rows: list[dict[str, Any]] = []
     # On the CPU, subnormal floats (a saturated softmax at temperature 0.01 makes them in the
     # backward pass) slow single steps down 10x at random; flushing them to zero keeps the
@@ -390,7 +317,7 @@ def benchmark_training(settings: BenchSettings | None = None, *, root: str | os.
                 gc.collect()
                 if settings.device.startswith("cuda"):
                     torch.cuda.empty_cache()
-            rows.append({**row, "batch": settings.batch_size, "frames": settings.frames,
+            rows.append({**row, "batch": settings.batch_size, "num_frames": settings.num_frames,
                          "clip_model": settings.clip_model, "device": settings.device})
             _speedups(rows)
             if echo:
@@ -411,156 +338,6 @@ def _speedups(rows: list[dict[str, Any]]) -> None:
             row["speedup"] = round(row["clips_per_s"] / base, 2) if base else None
 
 
-# ---------------------------------------------------------------------------------------
-# Accuracy: a short training run in both modes
-
-
-@dataclass
-class CompareSettings:
-    device: str = "cpu"
-    clip_model: str = "dferbench-tiny"
-    pretrained: str | None = "auto"  # auto: the shipped synthetic-face weights of dferbench-tiny if present
-    lr_image: float | None = None  # None: the paper's 1e-5
-    num_clips: int = 70
-    fold: int = 1
-    epochs: int = 2
-    seeds: list[int] = field(default_factory=lambda: [1])
-    batch_size: int = 8
-    eval_batch_size: int = 32
-    frames: int = 8
-    render_size: int = 64
-    normalize: str = "clip"
-    workers: int = 0
-    modes: list[str] = field(default_factory=lambda: ["reference", "fast"])
-
-
-def write_synthetic_frames(root: str | os.PathLike[str], num_clips: int, render_size: int,
-                           processes: int = 0) -> Any:
-    """The synthetic benchmark (7 classes) as JPEG frame folders under ``root``; returns the
-    dataset with its records pointing at the folders and a frame-folder reader."""
-    from dferbench.data.readers import FrameFolderReader
-    from dferbench.data.records import DFERDataset
-    from dferbench_plugins.synthetic.render import make_synthetic_dataset
-
-    ds = make_synthetic_dataset(num_classes=7, num_clips=num_clips, image_size=render_size)
-    root = Path(root)
-    seen: dict[str, ClipRecord] = {}
-    for fold in ds.folds:
-        for split in ("train", "test"):
-            for r in ds.split(fold, split):
-                seen.setdefault(r.clip_id, r)
-    todo = [r for r in seen.values() if not (root / r.clip_id).is_dir()
-            or len(list((root / r.clip_id).glob("*.jpg"))) != r.n_frames]
-    processes = processes or min(8, os.cpu_count() or 1)
-    if processes > 1 and len(todo) > 8:
-        import multiprocessing
-
-        with multiprocessing.get_context("fork").Pool(processes) as pool:
-            pool.starmap(_write_synthetic_clip, [(ds.reader, r, root) for r in todo])
-    else:
-        for r in todo:
-            _write_synthetic_clip(ds.reader, r, root)
-
-    def moved(r: ClipRecord) -> ClipRecord:
-        return replace(r, source=str(root / r.clip_id))
-
-    splits = {f: {s: [moved(r) for r in ds.split(f, s)] for s in ("train", "test")} for f in ds.folds}
-    return DFERDataset(ds.name, list(ds.classes), splits, FrameFolderReader(), "dfew")
-
-
-def resolve_pretrained(pretrained: str | None, clip_model: str) -> str | None:
-    """``auto``: the synthetic-face weights shipped for ``dferbench-tiny`` when the file is
-    there (random weights rarely beat chance in a few epochs), else random weights."""
-    if pretrained != "auto":
-        return pretrained or None
-    from dferbench.models import clip
-
-    weights = getattr(clip, "SYNTHETIC_WEIGHTS", None)
-    if clip_model == "dferbench-tiny" and weights is not None and Path(weights).is_file():
-        return getattr(clip, "SYNTHETIC_PRETRAINED", "dferbench-synthetic")
-    return None
-
-
-def _write_synthetic_clip(reader: Any, record: ClipRecord, root: Path) -> None:
-    from PIL import Image
-
-    folder = root / record.clip_id
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, frame in enumerate(reader(record, range(record.n_frames))):
-        Image.fromarray(frame).save(folder / f"{i + 1:05d}.jpg", quality=95)
-
-
-def compare_training(settings: CompareSettings | None = None, *, root: str | os.PathLike[str] | None = None,
-                     echo: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """UAR/WAR after ``epochs`` epochs of DFER-CLIP in each mode, one row per (mode, seed).
-
-    Both modes see the same clips with the same sampled frames and augmentation
-    parameters (DFEW's brightness, crop, flip) in the same order; they differ in the
-    precision, the optimiser kernel and the pixel arithmetic of the pipelines.
-    """
-    from dferbench.data.loader import ClipSet
-    from dferbench.run.engine import predict_module, train_module
-    from dferbench.plugin.method import Monitor
-    from dferbench.report.metrics import compute_metrics
-
-    s = settings or CompareSettings()
-    pretrained = resolve_pretrained(s.pretrained, s.clip_model)
-    lrs = {"lr_image": s.lr_image} if s.lr_image is not None else {}
-    if root is None:
-        with tempfile.TemporaryDirectory() as tmp:
-            return compare_training(s, root=tmp, echo=echo)
-    ds = write_synthetic_frames(Path(root) / "synthetic", s.num_clips, s.render_size)
-    rows = []
-    for seed in s.seeds:
-        for name in s.modes:
-            mode = MODES[name]
-            bench = BenchSettings(device=s.device, clip_model=s.clip_model, frames=s.frames, seed=seed)
-            model, optimizer = _build(bench, mode, pretrained=pretrained, lrs=lrs)
-            size = _image_size(model)
-
-            def clipset(split: str) -> ClipSet:
-                return ClipSet("synthetic", ds.split(s.fold, split), ds.reader, num_frames=s.frames, image_size=size,
-                               normalize=s.normalize, augmentation="dfew" if split == "train" else "none",
-                               workers=s.workers, pipeline=mode["pipeline"])
-
-            start = time.perf_counter()
-            train_module(model, optimizer, None, clipset("train"), Monitor("last_epoch"), epochs=s.epochs,
-                         batch_size=s.batch_size, device=s.device, seed=seed, precision=mode["precision"],
-                         compile=mode["compile"])
-            test = clipset("test")
-            logits = predict_module(model, test, batch_size=s.eval_batch_size, device=s.device,
-                                    precision=mode["precision"], enabled_progress=False)
-            m = compute_metrics(test.labels, logits)
-            rows.append({"mode": name, "seed": seed, "uar": round(m["uar"], 2), "war": round(m["war"], 2),
-                         "seconds": round(time.perf_counter() - start, 1), "weights": pretrained or "random"})
-            if echo:
-                echo(f"bench train accuracy: {name} seed {seed}: UAR {m['uar']:.2f} WAR {m['war']:.2f}")
-            del model, optimizer
-            gc.collect()
-    return rows
-
-
-def summarize_accuracy(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and sample std over seeds per mode, and the paired fast-minus-reference gap."""
-    out = []
-    modes = list(dict.fromkeys(r["mode"] for r in rows))
-    for name in modes:
-        mine = [r for r in rows if r["mode"] == name]
-        row: dict[str, Any] = {"mode": name, "seeds": len(mine)}
-        for metric in ("uar", "war"):
-            values = np.array([r[metric] for r in mine])
-            row[f"{metric}_mean"] = round(float(values.mean()), 2)
-            row[f"{metric}_std"] = round(float(values.std(ddof=1)), 2) if len(values) > 1 else None
-        out.append(row)
-    if len(modes) == 2:
-        a, b = modes
-        for metric in ("uar", "war"):
-            gaps = [rb[metric] - ra[metric] for ra in rows if ra["mode"] == a
-                    for rb in rows if rb["mode"] == b and rb["seed"] == ra["seed"]]
-            out[1][f"{metric}_gap_vs_{a}"] = round(float(np.mean(gaps)), 2)
-    return out
-
-
 def format_table(rows: list[dict[str, Any]], keys: list[str] | None = None) -> str:
     from tabulate import tabulate
 
@@ -568,7 +345,7 @@ def format_table(rows: list[dict[str, Any]], keys: list[str] | None = None) -> s
     return tabulate([[r.get(k, "") for k in keys] for r in rows], headers=keys, tablefmt="pipe")
 
 
-TIMING_KEYS = ["mode", "device", "clip_model", "batch", "frames", "precision", "pipeline", "workers", "prefetch",
+TIMING_KEYS = ["mode", "device", "clip_model", "batch", "num_frames", "precision", "pipeline", "workers", "prefetch",
                "ms_per_step", "clips_per_s", "speedup", "input_ms_per_step", "peak_mem_mb", "eval_clips_per_s"]
 
 
@@ -582,58 +359,7 @@ def settings_dict(settings: Any) -> dict[str, Any]:
     return asdict(settings)
 
 
-# ---------------------------------------------------------------------------------------
-# Summaries of saved reports (``python -m dferbench.tools.bench_train summarize REPORT.json ...``)
+if __name__ == "__main__":  # `python -m dferbench.tools.bench_train summarize REPORT.json ...` (scripts/gpu_check.sh)
+    from dferbench.tools.bench_report import main
 
-
-def summarize_reports(reports: list[dict[str, Any]]) -> str:
-    """Markdown: the timing tables with the card's name, the accuracy check, and the cost of
-    the paper's table extrapolated from the measured ``fast`` and ``reference`` throughputs."""
-    lines: list[str] = []
-    timing: dict[str, dict[str, Any]] = {}
-    for report in reports:
-        env = report.get("environment", {})
-        if report.get("timing"):
-            lines += [f"### Training step, {env.get('card', '?')} ({env.get('device', '?')}), torch {env.get('torch', '?')}",
-                      "", timing_table(report["timing"]), ""]
-            for row in report["timing"]:
-                timing.setdefault(row["mode"], row)
-        if report.get("accuracy"):
-            acc = report["accuracy_settings"]
-            lines += [f"### Accuracy after {acc['epochs']} epochs ({acc['clip_model']}, "
-                      f"{rows_weights(report['accuracy'])} weights, synthetic, {acc['num_clips']} clips, fold "
-                      f"{acc['fold']}), {env.get('card', '?')}", "", format_table(report["accuracy"]), "",
-                      format_table(report["accuracy_summary"]), ""]
-    for mode in ("reference", "fast", "fast-compile"):
-        row = timing.get(mode)
-        if row and row.get("eval_clips_per_s"):
-            lines += [f"### Paper table (DFER-CLIP recipe: 50 epochs, test scored every epoch, 3 seeds, one method), "
-                      f"`{mode}` at {row['clips_per_s']} train / {row['eval_clips_per_s']} eval clips/s", "",
-                      format_table(paper_cost(row["clips_per_s"], row["eval_clips_per_s"])), ""]
-    return "\n".join(lines)
-
-
-def rows_weights(rows: list[dict[str, Any]]) -> str:
-    return ", ".join(sorted({str(r.get("weights", "random")) for r in rows}))
-
-
-def main(argv: list[str] | None = None) -> None:
-    import argparse
-    import json
-
-    parser = argparse.ArgumentParser(prog="python -m dferbench.tools.bench_train")
-    sub = parser.add_subparsers(dest="command", required=True)
-    summarize = sub.add_parser("summarize", help="Markdown tables from `dferbench bench train --json` reports")
-    summarize.add_argument("reports", nargs="+")
-    args = parser.parse_args(argv)
-    reports = []
-    for path in args.reports:
-        try:
-            reports.append(json.loads(Path(path).read_text()))
-        except (OSError, ValueError) as exc:
-            print(f"(skipping {path}: {exc})")
-    print(summarize_reports(reports))
-
-
-if __name__ == "__main__":
     main()

@@ -16,19 +16,27 @@ from dferbench.data.sampling import segment_indices
 SHEET_SEVERITIES = (1, 3, 5)
 
 
-def _pick_clip(ds: DFERDataset, emotion: str = "happiness") -> ClipRecord:
-    """The first fold-1 test clip of ``emotion`` without an occluder: a face one can read."""
-    from dferbench_plugins.synthetic.render import clip_params
+def _dataset(name: str, size: int) -> DFERDataset:
+    """A registered dataset (the synthetic plugin's) rendered at ``size`` px."""
+    from dferbench.testing import build_dataset
 
+    return build_dataset(name, render_size=size)
+
+
+def _pick_clip(ds: DFERDataset, emotion: str = "happiness") -> ClipRecord:
+    """The first fold-1 test clip of ``emotion`` with at least 32 frames."""
     label = ds.classes.index(emotion)
-    return next(r for r in ds.split(1, "test") if r.label == label and clip_params(r).occlusion is None
-                and r.n_frames >= 32)
+    return next(r for r in ds.split(1, "test") if r.label == label and r.n_frames >= 32)
+
+
+def _middle(record: ClipRecord) -> list[int]:
+    return [record.n_frames // 2]
 
 
 def corruption_sheet(path: Path, *, size: int = 64, seed: int = 0) -> Path:
     """One synthetic face under every corruption at severities 1, 3 and 5.
 
-    Spatial corruptions show the clip's apex frame; temporal ones plot the 16 test-time
+    Spatial corruptions show the clip's middle frame; temporal ones plot the 16 test-time
     frame indices against their position (grey: clean, black: corrupted).
     """
     import matplotlib
@@ -36,11 +44,9 @@ def corruption_sheet(path: Path, *, size: int = 64, seed: int = 0) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dferbench_plugins.synthetic.render import apex_frame, clip_params, make_synthetic_dataset
-
-    ds = make_synthetic_dataset(image_size=size)
+    ds = _dataset("synthetic", size)
     rec = _pick_clip(ds)
-    apex = [apex_frame(clip_params(rec))]
+    middle = _middle(rec)
     test_idx = segment_indices(rec.n_frames, 16, train=False)
     names = list(CORRUPTIONS)
     cols = 1 + len(SHEET_SEVERITIES)
@@ -59,7 +65,7 @@ def corruption_sheet(path: Path, *, size: int = 64, seed: int = 0) -> Path:
                 ax.set_ylim(-1, rec.n_frames)
                 ax.set_box_aspect(1)
             else:
-                ax.imshow(reader(rec, apex)[0], interpolation="nearest")
+                ax.imshow(reader(rec, middle)[0], interpolation="nearest")
                 ax.axis("off")
             if row == 0:
                 ax.set_title("clean" if severity == 0 else f"severity {severity}", fontsize=9)
@@ -75,22 +81,20 @@ def corruption_sheet(path: Path, *, size: int = 64, seed: int = 0) -> Path:
 
 
 def domain_sheet(path: Path, *, clips: int = 8, size: int = 64) -> Path:
-    """Apex frames of the first fold-1 test clips of ``synthetic`` (top row) and
+    """Middle frames of the first fold-1 test clips of ``synthetic`` (top row) and
     ``synthetic-wild`` (bottom row), with their class."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dferbench_plugins.synthetic.render import apex_frame, clip_params, make_synthetic_dataset
-
     domains = ("synthetic", "synthetic-wild")
     fig, axes = plt.subplots(len(domains), clips, figsize=(1.3 * clips, 1.55 * len(domains)))
     for row, domain in enumerate(domains):
-        ds = make_synthetic_dataset(image_size=size, domain=domain)
+        ds = _dataset(domain, size)
         for col, rec in enumerate(ds.split(1, "test")[:clips]):
             ax = axes[row, col]
-            ax.imshow(ds.reader(rec, [apex_frame(clip_params(rec))])[0], interpolation="nearest")
+            ax.imshow(ds.reader(rec, _middle(rec))[0], interpolation="nearest")
             ax.set_title(ds.classes[rec.label], fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])

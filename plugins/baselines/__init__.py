@@ -18,7 +18,7 @@ from. Frozen-encoder methods read image features from the on-disk feature cache.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from dferbench import Option, check_text_set, hookimpl
 
@@ -91,6 +91,13 @@ COCOOP_OPTIONS: dict[str, Any] = {
 }
 
 
+def input_size(options: Mapping[str, Any]) -> int:
+    """The image side a CLIP-based baseline reads: its CLIP's input resolution."""
+    from dferbench import clip_image_size
+
+    return clip_image_size(options["clip_model"])
+
+
 def _presets(model: str) -> dict[str, str]:
     return {p.stem: str(p) for p in sorted((PRESETS_DIR / model).glob("*.toml"))}
 
@@ -114,19 +121,33 @@ def _factory(name: str):
 
 @hookimpl
 def dferbench_register_models(register):
-    from dferbench_plugins.baselines.zeroshot import register_zeroshot
+    from dferbench_plugins.baselines import zeroshot
+    from dferbench_plugins.baselines.farl import farl_source
 
-    register_zeroshot(register)
+    clip = {"input_size": input_size}
+    register("zeroshot-clip", zeroshot.ZeroShotCLIP, options=zeroshot.OPTIONS, presets=zeroshot.PRESETS,
+             family="text-based", **clip,
+             description="Zero-shot CLIP: mean frame feature vs. a text classifier (100 x cosine)")
+    register("zeroshot-farl", zeroshot.ZeroShotFaRL, options=zeroshot.FARL_OPTIONS, presets=zeroshot.FARL_PRESETS,
+             family="text-based", weights_help=farl_source(), **clip,
+             description="Zero-shot FaRL ViT-B/16 (face-domain CLIP, local weights file) vs. a text classifier")
     register("linear-probe", _factory("linear-probe"), options=LINEAR_PROBE_OPTIONS, presets=_presets("linear-probe"),
-             family="classifier-based", temporal=False,
+             family="classifier-based", **clip,
              description="Linear probe: L-BFGS logistic regression on frozen mean CLIP features, C searched on train")
     register("finetune", _factory("finetune"), options=FINETUNE_OPTIONS, presets=_presets("finetune"),
-             family="classifier-based", temporal=False,
+             family="classifier-based", **clip,
              description="Full fine-tuning: CLIP image encoder + linear head on the mean frame feature")
     register("finetune-tm", _factory("finetune-tm"), options=FINETUNE_TM_OPTIONS, presets=_presets("finetune-tm"),
-             family="classifier-based", temporal=True,
+             family="classifier-based", temporal=lambda options: options["temporal_depth"] != 0, **clip,
              description="Full fine-tuning with DFER-CLIP's temporal transformer before the linear head")
-    register("coop", _factory("coop"), options=COOP_OPTIONS, presets=_presets("coop"), family="text-based",
-             temporal=False, description="CoOp: learnable prompt context, frozen CLIP, mean frame feature")
+    register("coop", _factory("coop"), options=COOP_OPTIONS, presets=_presets("coop"), family="text-based", **clip,
+             description="CoOp: learnable prompt context, frozen CLIP, mean frame feature")
     register("cocoop", _factory("cocoop"), options=COCOOP_OPTIONS, presets=_presets("cocoop"), family="text-based",
-             temporal=False, description="Co-CoOp: CoOp + per-clip meta-net context shift (batched)")
+             **clip, description="Co-CoOp: CoOp + per-clip meta-net context shift (batched)")
+
+
+@hookimpl
+def dferbench_register_commands(register):
+    from dferbench_plugins.baselines.bench import coop_memory_command
+
+    register(coop_memory_command, group="bench")

@@ -27,8 +27,7 @@ import torch.nn.functional as F
 from open_clip.transformer import text_global_pool
 from torch import nn
 
-from dferbench.models.precision import full_precision
-from dferbench.models.prompt_learner import PromptLearner, TextEncoder, coop_name_lens
+from dferbench import PromptLearner, TextEncoder, coop_name_lens, full_precision
 
 __all__ = ["CoOp", "CoCoOp", "encode_prompts", "pool_positions", "saved_activation_bytes"]
 

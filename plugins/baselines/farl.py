@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dferbench.errors import DferbenchError
+from dferbench import DferbenchError
 
 if TYPE_CHECKING:  # imported when weights load: registering the model stays light
     import open_clip
@@ -50,8 +50,7 @@ def load_farl(path: str | os.PathLike, model_name: str = "ViT-B-16-quickgelu", *
     """
     import open_clip
 
-    from dferbench.models.clip import register_model_configs
-    from dferbench.models.weight_files import read_clip_state_dict
+    from dferbench import read_clip_state_dict, register_model_configs
 
     path = Path(path)
     if not path.is_file():

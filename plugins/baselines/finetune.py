@@ -14,14 +14,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from dferbench.models.precision import full_precision
+from dferbench import full_precision
 
 
 class FineTuneNet(nn.Module):
     """``video [B, T, 3, H, W]`` -> image encoder per frame -> temporal model -> linear head."""
 
     def __init__(self, visual: nn.Module, n_classes: int, temporal_depth: int = 0, num_frames: int = 16):
-        from dferbench.models.temporal import build_temporal_model
+        from dferbench import build_temporal_model
 
         super().__init__()
         self.image_encoder = visual
@@ -48,7 +48,7 @@ class FineTuneNet(nn.Module):
 
 class FineTune:
     def __init__(self, ctx):
-        from dferbench.models.clip import create_clip
+        from dferbench import create_clip
 
         self.ctx = ctx
         o = ctx.options
@@ -59,7 +59,7 @@ class FineTune:
         self.module.to(ctx.device)
 
     def fit(self, train, monitor) -> dict[str, Any]:
-        from dferbench.run.engine import train_module
+        from dferbench import train_module
 
         o, t = self.ctx.options, self.ctx.train
         groups = self.module.param_groups(o["lr_image"], o.get("lr_temporal", 0.0), o["lr_head"])
@@ -71,7 +71,7 @@ class FineTune:
                             compile=t.get("compile", False))
 
     def predict(self, clips):
-        from dferbench.run.engine import predict_module
+        from dferbench import predict_module
 
         return predict_module(self.module, clips, batch_size=self.ctx.train["eval_batch_size"], device=self.ctx.device,
                               precision=self.ctx.train["precision"], enabled_progress=self.ctx.progress)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from dferbench.errors import DferbenchError
+from dferbench import DferbenchError
 
 COARSE_C = (1e6, 1e4, 1e2, 1.0, 1e-2, 1e-4, 1e-6)  # lpclip's search list
 
@@ -86,8 +86,7 @@ def search_c(x_fit: np.ndarray, y_fit: np.ndarray, x_val: np.ndarray, y_val: np.
 
 class LinearProbe:
     def __init__(self, ctx):
-        from dferbench.models.clip import create_clip
-        from dferbench.models.features import weights_digest
+        from dferbench import create_clip, weights_digest
 
         self.ctx = ctx
         clip, _ = create_clip(ctx.options["clip_model"], ctx.options["pretrained"] or None, device=ctx.device)
@@ -106,7 +105,7 @@ class LinearProbe:
     def fit(self, train, monitor) -> dict[str, Any]:
         # monitor.test_clips (best_on_test) is deliberately unused: there are no epochs to
         # select, and C is chosen on the training fold alone.
-        from dferbench.plugin.method import require_training_clips
+        from dferbench import require_training_clips
 
         require_training_clips(train)
         o = self.ctx.options

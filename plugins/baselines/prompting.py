@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from dferbench.errors import DferbenchError
+from dferbench import DferbenchError
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, epochs: int, warmup_epochs: int,
@@ -44,8 +44,7 @@ class PromptMethod:
     """Shared by CoOp and Co-CoOp; subclasses build the network."""
 
     def __init__(self, ctx):
-        from dferbench.models.clip import create_clip
-        from dferbench.models.features import weights_digest
+        from dferbench import create_clip, weights_digest
         from dferbench_plugins.baselines.common import single_sentences
 
         self.ctx = ctx
@@ -61,13 +60,13 @@ class PromptMethod:
         raise NotImplementedError
 
     def features(self, clips):
-        from dferbench_plugins.baselines.common import FeatureSet, frozen_features
+        from dferbench import FeatureSet
+        from dferbench_plugins.baselines.common import frozen_features
 
         return FeatureSet(frozen_features(self.module.image_encoder, clips, self.ctx, self.weights_id), clips.labels)
 
     def fit(self, train, monitor) -> dict[str, Any]:
-        from dferbench.run.engine import train_module
-        from dferbench.plugin.method import require_training_clips
+        from dferbench import require_training_clips, train_module
 
         require_training_clips(train)
         o, t = self.ctx.options, self.ctx.train
@@ -87,7 +86,7 @@ class PromptMethod:
         return info
 
     def predict(self, clips):
-        from dferbench.run.engine import predict_module
+        from dferbench import predict_module
 
         return predict_module(self.module, self.features(clips), batch_size=self.ctx.train["eval_batch_size"],
                               device=self.ctx.device, precision=self.ctx.train["precision"], enabled_progress=False)

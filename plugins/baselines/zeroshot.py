@@ -17,29 +17,26 @@ OPTIONS = {
 }
 
 PRESETS = {
-    # CLIP_benchmark feeds CLIP-normalised pixels.
+    # CLIP_benchmark feeds CLIP-normalised pixels; a dataset's profile may choose otherwise
+    # (the synthetic benchmark's: its tiny CLIP, 8 frames).
     "default": {"data": {"normalize": "clip"}},
-    **{name: {"data": {"normalize": "clip", "image_size": 64, "num_frames": 8},
-              "model": {"clip_model": "dferbench-tiny", "pretrained": "dferbench-synthetic"}}
-       for name in ("synthetic", "synthetic-11", "synthetic-wild")},
 }
 
 # FaRL ViT-B/16 from its released file (FacePerceiver/FaRL); the DFER-CLIP paper used ep16.
 FARL_OPTIONS = {**OPTIONS, "clip_model": "ViT-B-16-quickgelu",
                 "pretrained": replace(OPTIONS["pretrained"], default="FaRL-Base-Patch16-LAIONFace20M-ep16.pth")}
 
-# FaRL was trained on CLIP-normalised 224 px face crops; 16 frames per clip as every DFER
+# FaRL was trained on CLIP-normalised face crops (224 px, its CLIP's input); 16 frames per clip as every DFER
 # baseline. No synthetic preset: there are no FaRL weights for the embedded tiny CLIP, so
 # `--model all --dataset synthetic` skips it (tests run it on a FaRL-format file they write).
-FARL_PRESETS = {name: {"data": {"normalize": "clip", "image_size": 224, "num_frames": 16}}
-                for name in ("dfew", "ferv39k", "mafw")}
+FARL_PRESETS = {name: {"data": {"normalize": "clip", "num_frames": 16}} for name in ("dfew", "ferv39k", "mafw")}
 
 
 class ZeroShotCLIP:
     def __init__(self, ctx):
         import torch
 
-        from dferbench.models.zeroshot import text_classifier
+        from dferbench import text_classifier
 
         self.ctx = ctx
         self.model, tokenizer = self.load(ctx.options, ctx.device)
@@ -49,7 +46,7 @@ class ZeroShotCLIP:
             self.classifier = text_classifier(self.model, tokenizer, texts, device=ctx.device)  # [D, C]
 
     def load(self, options: dict[str, Any], device: str):
-        from dferbench.models.clip import create_clip
+        from dferbench import create_clip
 
         return create_clip(options["clip_model"], options["pretrained"] or None, device=device)
 
@@ -57,7 +54,7 @@ class ZeroShotCLIP:
         return {}
 
     def predict(self, clips):
-        from dferbench.models.features import cached_frame_features, video_features
+        from dferbench import cached_frame_features, video_features
 
         cache = self.ctx.workdir / "features" if self.ctx.options["feature_cache"] else None
         frames = cached_frame_features(self.model.visual, clips, cache_dir=cache, device=self.ctx.device,
@@ -75,14 +72,3 @@ class ZeroShotFaRL(ZeroShotCLIP):
 
     def fit(self, train, monitor) -> dict[str, Any]:
         return {"farl_weights": self.load_report}
-
-
-def register_zeroshot(register) -> None:
-    """Register zero-shot CLIP and zero-shot FaRL (called by the baselines plugin's hook)."""
-    from dferbench_plugins.baselines.farl import farl_source
-
-    register("zeroshot-clip", ZeroShotCLIP, options=OPTIONS, presets=PRESETS, family="text-based", temporal=False,
-             description="Zero-shot CLIP: mean frame feature vs. a text classifier (100 x cosine)")
-    register("zeroshot-farl", ZeroShotFaRL, options=FARL_OPTIONS, presets=FARL_PRESETS, family="text-based",
-             temporal=False, weights_help=farl_source(),
-             description="Zero-shot FaRL ViT-B/16 (face-domain CLIP, local weights file) vs. a text classifier")

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from dferbench import Option, check_file, hookimpl
+from dferbench import DFEW_CLASSES, MAFW_CLASSES, Option, check_file, hookimpl
 
-# The label orders of DFER-CLIP's annotation files (registered, so that a checkpoint's
-# classes can be named and checked without the data).
-DFEW_CLASSES = ["happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear"]
-FERV39K_CLASSES = list(DFEW_CLASSES)
-MAFW_CLASSES = DFEW_CLASSES + ["contempt", "anxiety", "helplessness", "disappointment"]
+# The label orders of DFER-CLIP's annotation files are registered (FERV39k's is DFEW's), so
+# that a checkpoint's classes can be named and checked without the data.
 
 # Option defaults join the run's [data] section; keep in sync with the factories' reads.
 FRAME_ORDER = Option("natural", "natural sorts digit runs as numbers (2.jpg < 10.jpg); plain sorts names as "
@@ -39,18 +36,27 @@ def build_mafw(options: Mapping[str, Any]):
 
 
 def build_custom(options: Mapping[str, Any]):
-    from dferbench_plugins.datasets.layouts import build_custom
+    from dferbench_plugins.datasets.custom import build_custom
 
     return build_custom(options)
 
 
+def _check(name: str):
+    def check(options: Mapping[str, Any], report) -> None:
+        from dferbench_plugins.datasets.checks import check_annotations
+
+        check_annotations(name, options, report)
+
+    return check
+
+
 @hookimpl
 def dferbench_register_datasets(register):
-    register("dfew", build_dfew, options=dict(COMMON), classes=DFEW_CLASSES,
+    register("dfew", build_dfew, options=dict(COMMON), classes=DFEW_CLASSES, check=_check("dfew"),
              description="DFEW: 11,697 movie clips, 7 classes, 5 folds (data.root = the DFEW release)")
-    register("ferv39k", build_ferv39k, options=dict(COMMON), classes=FERV39K_CLASSES,
+    register("ferv39k", build_ferv39k, options=dict(COMMON), classes=DFEW_CLASSES, check=_check("ferv39k"),
              description="FERV39k: 38,935 clips, 7 classes, one train/test split (DFER-CLIP annotation files)")
-    register("mafw", build_mafw, options=dict(COMMON), classes=MAFW_CLASSES,
+    register("mafw", build_mafw, options=dict(COMMON), classes=MAFW_CLASSES, check=_check("mafw"),
              description="MAFW: 9,172 single-label clips, 11 classes, 5 folds (DFER-CLIP annotation files)")
-    register("custom", build_custom, options=dict(CUSTOM),
+    register("custom", build_custom, options=dict(CUSTOM), check=_check("custom"),
              description="Your own clips (frame folders or videos) listed in a CSV or TOML file (data.file)")

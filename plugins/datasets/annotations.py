@@ -1,6 +1,6 @@
 """DFER-CLIP annotation files: parsing, re-basing paths onto a local root, disk counts.
 
-Format: one clip per line, ``<frame_dir> <num_frames> <label>``, whitespace separated,
+Format: one clip per line, ``<frame_dir> <n_frames> <label>``, whitespace separated,
 label 0-based. Blank lines are skipped, a missing final newline and CRLF endings are
 fine; a path may contain spaces (the last two fields are the numbers). Anything else
 is an :class:`AnnotationError` that names ``file:line``.
@@ -33,9 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Iterable, Sequence
 
-from dferbench.data.readers import count_frames, is_video_file
-from dferbench.data.records import ClipRecord
-from dferbench.errors import DferbenchError
+from dferbench import ClipRecord, DferbenchError, count_frames, is_video_file
 
 
 class AnnotationError(DferbenchError):
@@ -92,7 +90,7 @@ def parse_annotation_text(
         if len(fields) != 3:
             errors.append(AnnotationError(
                 file, number,
-                f"expected '<frame_dir> <num_frames> <label>', got {stripped[:120]!r}",
+                f"expected '<frame_dir> <n_frames> <label>', got {stripped[:120]!r}",
             ))
             continue
         path, count_text, label_text = fields
@@ -102,12 +100,12 @@ def parse_annotation_text(
         except ValueError:
             errors.append(AnnotationError(
                 file, number,
-                f"num_frames and label must be integers, got {count_text!r} and {label_text!r}",
+                f"n_frames and label must be integers, got {count_text!r} and {label_text!r}",
                 clip=clip_id_from_path(path),
             ))
             continue
         if count < 1:
-            errors.append(AnnotationError(file, number, f"num_frames must be >= 1, got {count}",
+            errors.append(AnnotationError(file, number, f"n_frames must be >= 1, got {count}",
                                           clip=clip_id_from_path(path)))
             continue
         if label < 0 or (num_classes is not None and label >= num_classes):

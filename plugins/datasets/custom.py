@@ -36,20 +36,13 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from dferbench_plugins.datasets.annotations import AnnotationError, AnnotationLine, Rebaser, read_split_file
-from dferbench_plugins.datasets.layouts import DFEW_CLASSES, MAFW_CLASSES, Layout, SplitFile
-from dferbench.data.transforms import AUGMENTATIONS
-from dferbench.errors import DferbenchError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from dferbench import AUGMENTATIONS, DFEW_CLASSES, MAFW_CLASSES, AutoReader, DferbenchError, DFERDataset, parse_toml
+from dferbench_plugins.datasets.layouts import Layout, SplitFile, build_dataset
 
 CUSTOM_OPTIONS: dict[str, Any] = {
     "file": "",
@@ -97,6 +90,12 @@ def custom_layout(options: Mapping[str, Any]) -> Layout:
         errors.append(AnnotationError(file, 1, "no clips listed"))
     return Layout("custom", classes, files, Rebaser(None, relative_to=file.parent),
                   id_components=64, augmentation=augmentation, other_errors=errors)
+
+
+def build_custom(options: Mapping[str, Any]) -> DFERDataset:
+    """The dataset the description file ``options["file"]`` lists (frame folders or videos)."""
+    layout = custom_layout(options)
+    return build_dataset(layout, options, reader=AutoReader(order=str(options.get("frame_order") or "natural")))
 
 
 def _find_file(options: Mapping[str, Any]) -> Path:
@@ -156,9 +155,9 @@ def _read_csv(file: Path) -> tuple[list[_Entry], list[str] | None, list[Annotati
 def _read_toml(file: Path) -> tuple[list[_Entry], list[str] | None, list[AnnotationError]]:
     text = read_split_file(file)
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        return [], None, [AnnotationError(file, getattr(exc, "lineno", 1) or 1, f"invalid TOML: {exc}")]
+        data = parse_toml(text, "the description file")
+    except DferbenchError as exc:
+        return [], None, [AnnotationError(file, 1, str(exc))]
     clips = data.get("clips", [])
     listed = data.get("classes")
     if listed is not None and not (isinstance(listed, list) and all(isinstance(c, str) for c in listed)):

@@ -1,9 +1,9 @@
-"""The real datasets (DFEW, FERV39k, MAFW) and user-described ones, from their files on disk.
+"""The real datasets (DFEW, FERV39k, MAFW), from their files on disk; `custom` builds on these layouts.
 
 Each dataset is read in two steps. A *layout* function finds and parses the split files
 (no disk access beyond them; bad lines are collected, not raised), and
 :func:`build_dataset` turns a layout into a :class:`DFERDataset`: it resolves every clip
-on disk, counts its frames there, and decides what is fatal. ``check_dataset``
+on disk, counts its frames there, and decides what is fatal. ``check_annotations``
 (``dferbench_plugins.datasets.checks``) reuses the layouts to report everything at once.
 
 Frame counts: records carry the number of frames on disk, which is what the sampler
@@ -29,10 +29,9 @@ from dferbench_plugins.datasets.annotations import (
     read_split_file,
     resolve_records,
 )
-from dferbench.data.readers import AutoReader, FrameFolderReader
-from dferbench.data.records import ClipRecord, DFERDataset
-from dferbench.errors import DferbenchError
-from dferbench_plugins.datasets import DFEW_CLASSES, FERV39K_CLASSES, MAFW_CLASSES  # noqa: F401  (re-exported)
+from dferbench import DFEW_CLASSES, MAFW_CLASSES, ClipRecord, DferbenchError, DFERDataset, FrameFolderReader
+
+FERV39K_CLASSES = DFEW_CLASSES  # DFER-CLIP maps FERV39k's emotions to DFEW's order
 
 # DFEW's split CSVs: label id -> class (1 Happy, 2 Sad, 3 Neutral, 4 Angry, 5 Surprise,
 # 6 Disgust, 7 Fear). 0 marks clips without a single label; they are not in the benchmark.
@@ -450,12 +449,3 @@ def build_ferv39k(options: Mapping[str, Any]) -> DFERDataset:
 def build_mafw(options: Mapping[str, Any]) -> DFERDataset:
     """MAFW: 11 classes, 5 folds (DFER-CLIP annotation files)."""
     return build_dataset(mafw_layout(options), options)
-
-
-def build_custom(options: Mapping[str, Any]) -> DFERDataset:
-    """A dataset described by a CSV or TOML file (see ``dferbench_plugins.datasets.custom``)."""
-    from dferbench_plugins.datasets.custom import custom_layout
-
-    layout = custom_layout(options)
-    order = str(options.get("frame_order") or "natural")
-    return build_dataset(layout, options, reader=AutoReader(order=order))

@@ -5,9 +5,9 @@ CLIP text encoder, logits = cosine / 0.01."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-from dferbench import Option, check_text_set, hookimpl
+from dferbench import DferbenchError, Option, check_text_set, hookimpl
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
@@ -36,8 +36,9 @@ OPTIONS: dict[str, Any] = {
 }
 
 
-def build_network(class_texts: list[str], options: dict[str, Any], num_frames: int, device: str = "cpu"):
-    from dferbench.models.clip import create_clip
+def build_network(class_texts: list[str], options: Mapping[str, Any], num_frames: int, device: str = "cpu"):
+    """The bare DFER-CLIP network for ``class_texts`` (one sentence per class)."""
+    from dferbench import create_clip
     from dferbench_plugins.dferclip.network import DFERCLIP
 
     clip, tokenizer = create_clip(options["clip_model"], options["pretrained"] or None, device="cpu")
@@ -47,6 +48,20 @@ def build_network(class_texts: list[str], options: dict[str, Any], num_frames: i
                      temporal_depth=options["temporal_depth"], temperature=options["temperature"],
                      num_frames=num_frames, clip_model_name=options["clip_model"])
     return model.to(device)
+
+
+def input_size(options: Mapping[str, Any]) -> int:
+    """The image side DFER-CLIP reads: its CLIP's input resolution."""
+    from dferbench import clip_image_size
+
+    return clip_image_size(options["clip_model"])
+
+
+def build_optimizer(network, **settings):
+    """SGD + MultiStepLR over DFER-CLIP's three parameter groups (see ``network.build_optimizer``)."""
+    from dferbench_plugins.dferclip.network import build_optimizer as build
+
+    return build(network, **settings)
 
 
 def rebuild_network(info, device: str = "cpu"):
@@ -65,8 +80,6 @@ def load_checkpoint(path, options: dict[str, Any], device: str = "cpu"):
 
 class DFERCLIPMethod:
     def __init__(self, ctx):
-        from dferbench.errors import DferbenchError
-
         self.ctx = ctx
         texts = ctx.texts(ctx.options["text"], ctx.classes)
         if any(len(t) != 1 for t in texts):
@@ -76,8 +89,7 @@ class DFERCLIPMethod:
                                    ctx.config["data"]["num_frames"], ctx.device)
 
     def fit(self, train, monitor) -> dict[str, Any]:
-        from dferbench.run.engine import train_module
-        from dferbench_plugins.dferclip.network import build_optimizer
+        from dferbench import train_module
 
         o, t = self.ctx.options, self.ctx.train
         optimizer, scheduler = build_optimizer(
@@ -97,7 +109,7 @@ class DFERCLIPMethod:
         return info
 
     def predict(self, clips):
-        from dferbench.run.engine import predict_module
+        from dferbench import predict_module
 
         return predict_module(self.model, clips, batch_size=self.ctx.train["eval_batch_size"], device=self.ctx.device,
                               precision=self.ctx.train["precision"], enabled_progress=self.ctx.progress)
@@ -106,6 +118,8 @@ class DFERCLIPMethod:
 @hookimpl
 def dferbench_register_models(register):
     presets = {p.stem: str(p) for p in sorted(PRESETS_DIR.glob("*.toml"))}
-    register("dferclip", DFERCLIPMethod, options=OPTIONS, presets=presets, family="text-based", temporal=True,
-             network=build_network, rebuild=rebuild_network, load_checkpoint=load_checkpoint,
+    register("dferclip", DFERCLIPMethod, options=OPTIONS, presets=presets, family="text-based",
+             temporal=lambda options: options["temporal_depth"] != 0, input_size=input_size,
+             network=build_network, optimizer=build_optimizer, rebuild=rebuild_network,
+             load_checkpoint=load_checkpoint,
              description="DFER-CLIP: CLIP + temporal transformer + learnable-context class descriptions")

@@ -11,11 +11,11 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from dferbench.models.checkpoints import (
+from dferbench import (
     CheckpointError,
     CheckpointInfo,
     LoadedNetwork,
-    file_kind,
+    checkpoint_kind,
     load_state,
     read_sidecar,
     read_weights,
@@ -27,7 +27,7 @@ from dferbench_plugins.dferclip.network import DFERCLIP
 def rebuild_info(model: DFERCLIP) -> dict[str, Any]:
     """The sidecar's ``rebuild`` for ``model``: its constructor options (without the class
     texts, which the sidecar holds) and its CLIP's open_clip architecture."""
-    from dferbench_plugins.dferclip.checkpoints import describe_clip_architecture
+    from dferbench_plugins.dferclip.architecture import describe_clip_architecture
 
     options = model.options()
     del options["class_texts"]
@@ -35,7 +35,7 @@ def rebuild_info(model: DFERCLIP) -> dict[str, Any]:
 
 
 def _build(clip_config: Mapping[str, Any], class_texts: list[str], options: Mapping[str, Any]) -> DFERCLIP:
-    from dferbench.models.clip import build_clip_from_config, default_tokenizer
+    from dferbench import build_clip_from_config, default_tokenizer
 
     clip = build_clip_from_config(dict(clip_config))
     tokenizer = default_tokenizer(int(clip_config["text_cfg"]["context_length"]))
@@ -95,7 +95,7 @@ def load_checkpoint(path: str | os.PathLike[str], options: Mapping[str, Any], de
     path = Path(path)
     from dferbench_plugins.dferclip.checkpoints import LEGACY_FORMAT
 
-    if file_kind(path) == "torch":
+    if checkpoint_kind(path) == "torch":
         loaded = _authors(path, options)
     else:
         sidecar = read_sidecar(path)

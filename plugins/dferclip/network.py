@@ -22,10 +22,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from dferbench.models.clip import default_tokenizer
-from dferbench.models.precision import full_precision
-from dferbench.models.prompt_learner import PromptLearner, TextEncoder
-from dferbench.models.temporal import build_temporal_model
+from dferbench import PromptLearner, TextEncoder, build_temporal_model, default_tokenizer, full_precision
 
 __all__ = ["DFERCLIP", "build_optimizer"]
 

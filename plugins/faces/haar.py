@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dferbench.errors import DferbenchError
-from dferbench.predict.tracking import Box
+from dferbench import Box, DferbenchError
 
 CASCADE = "haarcascade_frontalface_alt2.xml"
 INSTALL = "pip install 'opencv-python-headless>=4.8,<5'"

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dferbench.errors import DferbenchError
-from dferbench.predict.tracking import Box
+from dferbench import Box, DferbenchError
 
 INSTALL = "pip install --no-deps facenet-pytorch==2.6.0 && pip install requests tqdm"
 MIN_PROBABILITY = 0.9

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dferbench.predict.tracking import Box
+from dferbench import Box
 
 
 class WholeFrame:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from dferbench import Option, hookimpl
+from dferbench import DFEW_CLASSES, MAFW_CLASSES, Option, hookimpl
 
 CLIP_DIR = Path(__file__).parent / "clip"
 TINY_CLIP = "dferbench-tiny"
@@ -14,8 +14,13 @@ SYNTHETIC_PRETRAINED = "dferbench-synthetic"
 """Weights tag of the shipped ``dferbench-tiny`` checkpoint pre-trained on synthetic faces."""
 SYNTHETIC_WEIGHTS = CLIP_DIR / "dferbench-tiny-synthetic.safetensors"
 
-DFEW_CLASSES = ["happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear"]
-MAFW_CLASSES = DFEW_CLASSES + ["contempt", "anxiety", "helplessness", "disappointment"]
+PROFILE = {
+    # CPU-sized: 8 frames per clip; the shipped tiny CLIP pre-trained on rendered faces
+    # (CLIP-normalised pixels, 64 px: the image size follows the CLIP).
+    "data": {"num_frames": 8, "normalize": "clip"},
+    "model": {"clip_model": TINY_CLIP, "pretrained": SYNTHETIC_PRETRAINED},
+}
+"""Settings that suit the synthetic benchmark for the built-in CLIP models."""
 
 
 NUM_FOLDS = 5
@@ -43,11 +48,12 @@ def _factory(num_classes: int, domain: str = "synthetic"):
 
 @hookimpl
 def dferbench_register_datasets(register):
-    register("synthetic", _factory(7), options=_options(7), classes=DFEW_CLASSES,
+    register("synthetic", _factory(7), options=_options(7), classes=DFEW_CLASSES, profile=PROFILE,
              description="Rendered face clips, 7 classes in DFEW order, 5 subject-independent folds (default)")
-    register("synthetic-11", _factory(11), options=_options(11), classes=MAFW_CLASSES,
+    register("synthetic-11", _factory(11), options=_options(11), classes=MAFW_CLASSES, profile=PROFILE,
              description="Rendered face clips, 11 classes in MAFW order, 5 subject-independent folds")
     register("synthetic-wild", _factory(7, "synthetic-wild"), options=_options(7), classes=DFEW_CLASSES,
+             profile=PROFILE,
              description="A shifted domain of synthetic: other identities, wider head poses, darker coloured "
                          "light, more occlusion, noise and blur; 7 classes in DFEW order, 5 folds")
 

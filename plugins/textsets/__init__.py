@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from functools import cache
 from pathlib import Path
 
 from dferbench import hookimpl
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 # A face-specific ensemble in the manner of CLIP_benchmark's templates, for nouns.
 FACE_TEMPLATES = (
@@ -26,8 +20,9 @@ FACE_TEMPLATES = (
 
 @cache
 def descriptors() -> dict[str, str]:
-    with (Path(__file__).parent / "descriptors.toml").open("rb") as f:
-        return tomllib.load(f)["descriptors"]
+    from dferbench import read_toml
+
+    return read_toml(Path(__file__).parent / "descriptors.toml")["descriptors"]
 
 
 def _template(template: str):

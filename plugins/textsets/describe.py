@@ -16,7 +16,7 @@ import urllib.request
 from datetime import date
 from pathlib import Path
 
-from dferbench.errors import DferbenchError
+from dferbench import DferbenchError
 
 QUESTION = "Q: What are useful visual features for the facial expression of {c}?"
 PRIMER = "A: Some useful visual features for facial expressions of {c} include:"

@@ -41,7 +41,7 @@ GENERATOR = '<meta name="generator" content="dferbench site">'  # marks a folder
 
 # Row keys the fixed columns show (or that are not one value per row); any other key becomes a column.
 SHOWN = {"run_name", "model", "variant", "family", "temporal", "selection", "uar", "uar_text", "war", "war_text",
-         "folds", "seeds", "confusion", "classes", "config_hash", "frames", "size", "normalize", "precision", "units"}
+         "folds", "seeds", "confusion", "classes", "config_hash", "num_frames", "size", "normalize", "precision", "units"}
 # Columns the statistics add, in this order and with these labels; other extra keys follow alphabetically.
 STATS = {"uar_ci": "UAR 95% CI", "war_ci": "WAR 95% CI", "not_worse_than_best": "not worse than best",
          "rank_interval": "rank interval"}
@@ -115,7 +115,7 @@ def _reproduced_cells(row: dict[str, Any], rank: int, href: str) -> dict[str, Ce
         family=_fmt(row["family"]), temporal=_fmt(bool(row["temporal"])),
         uar=Cell(row["uar_text"], f"{row['uar']:.6f}"), war=Cell(row["war_text"], f"{row['war']:.6f}"),
         folds=_fmt(len(row["folds"])), seeds=_fmt(len(row["seeds"])), selection=_fmt(row["selection"]),
-        input=Cell(f"{row['frames']}x{row['size']}px", f"{int(row['frames']):06d}x{int(row['size']):06d}"),
+        input=Cell(f"{row['num_frames']}x{row['size']}px", f"{int(row['num_frames']):06d}x{int(row['size']):06d}"),
         normalize=_fmt(row["normalize"]), precision=_fmt(row["precision"]), config_hash=_fmt(row["config_hash"]))
     return cells
 

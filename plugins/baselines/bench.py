@@ -4,7 +4,8 @@ CoOp runs the text encoder on the C class prompts once per step whatever the bat
 builds B x C prompts (one set per clip) and runs them as one batch, so its activation
 memory grows linearly with B. Both train on cached video features here (the frozen image
 encoder is outside the graph either way). Weights are random: memory and time do not
-depend on their values. Run ``dferbench bench coop-memory --device cuda`` for the table.
+depend on their values. Run ``dferbench bench coop-memory --device cuda`` for the table
+(the baselines plugin registers that command in the ``bench`` group).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import statistics
 import time
 from typing import Any, Sequence
 
-import torch
+import click
 
-from dferbench_plugins.synthetic.render import DFEW_CLASSES
+from dferbench import DFEW_CLASSES
 
 
 def coop_memory(*, clip_model: str = "ViT-B-32-quickgelu", batch_sizes: Sequence[int] = (1, 8, 32),
@@ -23,10 +24,10 @@ def coop_memory(*, clip_model: str = "ViT-B-32-quickgelu", batch_sizes: Sequence
                 repeats: int = 5) -> list[dict[str, Any]]:
     """One row per (method, truncate, batch): prompts encoded per step, autograd-saved
     activation MiB, CUDA peak MiB above the weights (None on the CPU), median step ms."""
+    import torch
     import torch.nn.functional as F
 
-    from dferbench.run.engine import autocast
-    from dferbench.models.clip import create_clip
+    from dferbench import autocast, create_clip
     from dferbench_plugins.baselines.coop import CoCoOp, CoOp, saved_activation_bytes
 
     clip, tokenizer = create_clip(clip_model, None, device=device)
@@ -62,3 +63,23 @@ def coop_memory(*, clip_model: str = "ViT-B-32-quickgelu", batch_sizes: Sequence
                              "cuda_peak_MiB": None if peak is None else round(peak / 2**20, 1),
                              "step_ms": round(statistics.median(times), 2)})
     return rows
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers like 1,8,32, got {text!r}") from None
+
+
+@click.command(name="coop-memory")
+@click.option("--clip-model", default="ViT-B-32-quickgelu", show_default=True, help="open_clip architecture (random weights).")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "bf16", "fp32"]))
+@click.option("--batch-sizes", default="1,8,32", show_default=True, help="Comma-separated batch sizes.")
+def coop_memory_command(clip_model, device, precision, batch_sizes) -> None:
+    """Memory and step time of one CoOp and one Co-CoOp training step, side by side."""
+    from tabulate import tabulate
+
+    rows = coop_memory(clip_model=clip_model, batch_sizes=_ints(batch_sizes), device=device, precision=precision)
+    click.echo(tabulate(rows, headers="keys", tablefmt="pipe"))

@@ -153,8 +153,10 @@ def evaluate(model: str | None, dataset: str, checkpoint: str | Path, *, folds: 
     dataset's. Other files (the DFER-CLIP authors' ``.pth``) are read by ``model``'s
     ``load_checkpoint`` (default: the one registered model that reads such files), the
     other data settings come from the model's preset for ``dataset`` and ``overrides``."""
-    from dferbench.run.trained import open_checkpoint
+    from dferbench.run.trained import check_settings, open_checkpoint
 
+    outputs.check_output(output)
+    check_settings(checkpoint, model=model, dataset=dataset, overrides=overrides, folds=folds or [1], device=device)
     loaded = open_checkpoint(checkpoint, model=model, dataset=dataset, overrides=overrides)
     info = loaded.info
     echo(loaded.message)
@@ -189,7 +191,7 @@ def predict(inputs: list[str | Path], checkpoint: str | Path, *, output: str | P
     from dferbench.predict.pipeline import FACE_MODES, predict_videos
     from dferbench.predict.scorer import ModuleScorer
     from dferbench.run.engine import resolve_device
-    from dferbench.run.trained import open_checkpoint
+    from dferbench.run.trained import check_settings, open_checkpoint
 
     for name, value, rule, ok in (("window", window, ">= 0 seconds (0: the whole face track)", window >= 0),
                                   ("stride", stride, "> 0 seconds", stride > 0), ("fps", fps, "> 0", fps > 0),
@@ -200,6 +202,7 @@ def predict(inputs: list[str | Path], checkpoint: str | Path, *, output: str | P
         raise DferbenchError(f"predict: face must be one of {', '.join(FACE_MODES)}, got {face!r}")
     if not inputs:
         raise DferbenchError("predict: no inputs; give video files, frame folders or folders of them")
+    check_settings(checkpoint, model=model, dataset=dataset, overrides=overrides)
     device = resolve_device(device or "auto")
     detector = plugins.get("face detector", face_detector).build(device=device)
     loaded = open_checkpoint(checkpoint, model=model, dataset=dataset, overrides=overrides, device=device)

@@ -48,7 +48,9 @@ CASES = [
     ("eval-batch-0", ZS + ("--set", "train.eval_batch_size=0"), "train.eval_batch_size must be an integer >= 1, got 0"),
     ("frames-0", ZS + ("--set", "data.num_frames=0"), "data.num_frames must be an integer >= 1, got 0"),
     ("frames-negative", ZS + ("--set", "data.num_frames=-3"), "data.num_frames must be an integer >= 1, got -3"),
-    ("image-size-0", ZS + ("--set", "data.image_size=0"), "data.image_size must be an integer >= 1, got 0"),
+    ("image-size-negative", ZS + ("--set", "data.image_size=-1"), "data.image_size must be an integer >= 0, got -1"),
+    ("image-size-model", ZS + ("--set", "data.image_size=100"), "data.image_size = 100, but model 'zeroshot-clip' "
+     "with these settings reads 64x64 images"),  # 0 (the default) follows the model's CLIP
     ("clips-0", ZS + ("--set", "data.num_clips=0"), "data.num_clips must be an integer >= 35, got 0"),
     ("clips-negative", ZS + ("--set", "data.num_clips=-5"), "data.num_clips must be an integer >= 35, got -5"),
     ("clips-too-few", ("run", "-m", "zeroshot-clip", "-d", "synthetic-11", "--set", "data.num_clips=40"),
@@ -155,6 +157,7 @@ def test_the_table_is_large_and_covers_the_reported_cases():
 def no_work(monkeypatch):
     """Building a dataset or a CLIP model fails the test: validation must come first."""
     import dferbench.models.clip
+    import dferbench_plugins.datasets.custom
     import dferbench_plugins.datasets.layouts
     import dferbench_plugins.synthetic.render
 
@@ -163,8 +166,9 @@ def no_work(monkeypatch):
 
     monkeypatch.setattr(dferbench.models.clip, "create_clip", forbidden)
     monkeypatch.setattr(dferbench_plugins.synthetic.render, "make_synthetic_dataset", forbidden)
-    for name in ("build_dfew", "build_ferv39k", "build_mafw", "build_custom"):
+    for name in ("build_dfew", "build_ferv39k", "build_mafw"):
         monkeypatch.setattr(dferbench_plugins.datasets.layouts, name, forbidden)
+    monkeypatch.setattr(dferbench_plugins.datasets.custom, "build_custom", forbidden)
 
 
 @pytest.mark.parametrize("case, args, message", CASES, ids=[c[0] for c in CASES])

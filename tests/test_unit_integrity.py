@@ -39,15 +39,17 @@ def unit_path(out, fold=1, seed=1):
 def test_a_failing_unit_is_recorded_and_the_others_go_on(toy_plugin, tmp_path):
     res = CliRunner().invoke(cli, TOY + ["-o", str(tmp_path), "--set", "model.error_on_fold=2"])
     assert res.exit_code == 1, res.output
-    assert "failed toy-model on toy fold 2 seed 1: ValueError: simulated bug in a model plugin (" in res.output
+    plugin_failure = ("model 'toy-model' fit failed (plugin 'undo-toy', not from an installed distribution): "
+                      "ValueError: simulated bug in a model plugin")  # the failure boundary names the plugin
+    assert f"failed toy-model on toy fold 2 seed 1: {plugin_failure}" in res.output
     last = res.output.strip().splitlines()[-1]
-    assert last.startswith("Error: 2 units finished, 1 failed: toy-model on toy fold 2 seed 1 (ValueError: "
-                           "simulated bug in a model plugin)")
+    assert last.startswith(f"Error: 2 units finished, 1 failed: toy-model on toy fold 2 seed 1 ({plugin_failure}")
     assert "Traceback" not in res.output
     assert read_result(unit_path(tmp_path, 1))[0] and read_result(unit_path(tmp_path, 3))[0]
     assert not unit_path(tmp_path, 2).exists()  # never counted as finished
     failure = json.loads(unit_path(tmp_path, 2).with_suffix(".failed.json").read_text())
-    assert failure["error"] == "ValueError: simulated bug in a model plugin" and failure["fold"] == 2
+    assert failure["error"].startswith(plugin_failure) and failure["fold"] == 2
+    assert failure["error_type"] == "PluginFailure" and "ValueError: simulated bug" in failure["traceback"]
     assert "Traceback" in failure["traceback"] and failure["host"] == socket.gethostname()
     assert not list(tmp_path.rglob("*.lock"))
 
@@ -267,8 +269,9 @@ def test_a_checkpoint_lands_next_to_the_result_and_is_said(tmp_path):
     checkpoint = UnitKey(result["run_name"], "synthetic", 1, 1).path(tmp_path).with_suffix(".checkpoint.safetensors")
     assert "save_checkpoint" not in result["run_name"]
     assert checkpoint.is_file() and checkpoint.with_suffix(".json").is_file()
-    assert result["fit"]["checkpoint"] == str(checkpoint) and result["files"] == [str(checkpoint)]
-    assert f"wrote {checkpoint}" in messages
+    sidecar = checkpoint.with_suffix(".json")
+    assert result["fit"]["checkpoint"] == str(checkpoint) and result["files"] == [str(checkpoint), str(sidecar)]
+    assert f"wrote {checkpoint}" in messages and f"wrote {sidecar}" in messages
     without = api.run("dferclip", "synthetic", output=tmp_path, folds=[1], overrides=tiny[:-1], echo=messages.append)
     assert without[0]["config_hash"] == result["config_hash"]  # saving a checkpoint is not a new variant
     assert not list(tmp_path.rglob(".work/**/checkpoints"))

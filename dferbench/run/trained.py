@@ -173,6 +173,36 @@ def _foreign(path: Path, model: str, dataset: str | None, overrides: Sequence[st
     return LoadedCheckpoint(loaded.network.to(device).eval(), info, path, message)
 
 
+def reading_model(path: str | Path, model: str | None = None) -> str | None:
+    """The model that will read the checkpoint ``path``, known without reading its weights:
+    ``model`` when given, else the one its dferbench sidecar names, else the one registered
+    model that reads other files; None when that is not known yet (:func:`open_checkpoint`
+    then says why)."""
+    if model:
+        return model
+    sidecar = ck.sidecar_path(path)
+    if sidecar.is_file():
+        try:
+            named = ck.read_sidecar(path).get("model")
+        except (CheckpointError, AttributeError):
+            return None
+        return named if isinstance(named, str) else None
+    able = foreign_readers()
+    return able[0] if len(able) == 1 else None
+
+
+def check_settings(path: str | Path, *, model: str | None, dataset: str | None, overrides: Sequence[str] = (),
+                   folds: Sequence[int] | None = None, device: str | None = None) -> None:
+    """Plan the model that will read ``path`` on ``dataset`` with ``overrides``, so that a bad
+    setting stops ``evaluate`` or ``predict`` in one line before the checkpoint is opened."""
+    from dferbench.run import runner
+
+    name = reading_model(path, model)
+    if name and dataset and (model or name in plugins.models()):  # an uninstalled model: open_checkpoint says so
+        runner.plan(name, dataset, overrides=list(overrides), folds=list(folds) if folds else None, device=device,
+                    weights=False)
+
+
 def open_checkpoint(path: str | Path, *, model: str | None = None, dataset: str | None = None,
                     overrides: Sequence[str] = (), device: str = "cpu") -> LoadedCheckpoint:
     """Read a checkpoint file of any kind dferbench knows and rebuild its network.

@@ -122,6 +122,8 @@ CASES = [
     ("evaluate-fold", ("evaluate", "-c", "FILE:model.pth", "-d", "synthetic", "--fold", ""), "--fold is empty"),
     ("evaluate-setting", ("evaluate", "-c", "FILE:model.pth", "-d", "synthetic", "--set", "data.normalize=x"),
      "data.normalize must be one of none, clip, got 'x'"),
+    ("predict-setting", ("predict", "FILE:a-file", "-c", "FILE:model.pth", "-d", "synthetic", "--set",
+                         "data.normalize=x"), "data.normalize must be one of none, clip, got 'x'"),
     ("sweep-folds", ("sweep", "-m", "zeroshot-clip", "-d", "synthetic", "--folds", ""), "--folds is empty"),
     ("sweep-seeds", ("sweep", "-m", "zeroshot-clip", "-d", "synthetic", "--folds", "1", "--seeds", "-1", "--dry-run"),
      f"{RANGE_SEEDS}, got [-1]"),

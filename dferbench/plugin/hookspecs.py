@@ -98,8 +98,8 @@ def dferbench_register_datasets(register: RegisterDataset) -> None:
     - ``factory(options)`` receives the whole effective ``[data]`` section (a dict) and
       returns a :class:`dferbench.DFERDataset`. Import heavy libraries inside it.
     - ``options``: each setting the dataset understands and its default (for example
-      ``{"root": ""}``); the defaults join the run's ``[data]`` section, their types are
-      enforced on ``--set data.KEY=VALUE``.
+      ``{"root": ""}``), plain values or ``dferbench.Option`` objects; the defaults join the
+      run's ``[data]`` section, and every value is checked before a run starts.
     - ``classes``: the class names in label order when they are fixed, so that checkpoints
       can be named and checked without the data.
     - ``profile``: the settings that suit this dataset for the built-in models, as
@@ -126,7 +126,8 @@ def dferbench_register_models(register: RegisterModel) -> None:
     - ``factory(ctx)`` receives a :class:`dferbench.ModelContext` (class names, effective
       config, device, seed, fold, work directory, text sets) and returns a
       :class:`dferbench.Method`: an object with ``fit(train, monitor)`` and ``predict(clips)``.
-    - ``options``: the model's own settings and their defaults (the ``[model]`` section).
+    - ``options``: the model's own settings and their defaults (the ``[model]`` section),
+      plain values or ``dferbench.Option`` objects.
     - ``presets``: per dataset name (or ``"default"``), a TOML file path or a dict that
       overrides any config section (``model``, ``train``, ``data``, ``protocol``) with
       the published settings for that dataset.

@@ -27,12 +27,9 @@ def models_for(dataset: str) -> list[str]:
     """Every registered model that can run on ``dataset`` (it has a preset for it or a default)."""
     from dferbench.plugin import manager as plugins
 
-    names = []
-    for name, reg in plugins.models().items():
-        presets = reg.extra.get("presets") or {}
-        if not presets or dataset in presets or "default" in presets:
-            names.append(name)
-    return names
+    spec = plugins.get("dataset", dataset)
+    return [name for name, reg in plugins.models().items()
+            if not reg.extra.get("presets") or runner.preset_name(reg, spec) is not None]
 
 
 SUITES_DIR = Path(__file__).parent / "run" / "suites"

@@ -25,19 +25,24 @@ SCHEMA_VERSION = 1
 @dataclass(frozen=True)
 class UnitKey:
     """One unit of work: a model variant on one fold of a dataset with one seed, under
-    one checkpoint-selection policy (both policies' results can live side by side)."""
+    one checkpoint-selection policy (both policies' results can live side by side).
+    ``protocol_dir`` is the folder of a protocol other than the standard one below the
+    run's (``robustness/blur-3``, ``transfer-from-dfew``): such units never share a path
+    with a plain run's."""
 
     run_name: str
     dataset: str
     fold: int
     seed: int
     selection: str = "last_epoch"
+    protocol_dir: str = ""
 
     def path(self, output: Path) -> Path:
         slug = re.sub(r"[^A-Za-z0-9._+-]+", "-", self.run_name).strip("-")
         if self.selection != "last_epoch":
             slug += f"@{self.selection}"
-        return Path(output) / self.dataset / slug / f"fold{self.fold}-seed{self.seed}.json"
+        folder = Path(output) / self.dataset / slug
+        return (folder / self.protocol_dir if self.protocol_dir else folder) / f"fold{self.fold}-seed{self.seed}.json"
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -70,10 +75,18 @@ def load_result(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def iter_results(root: Path, dataset: str | None = None) -> Iterator[dict[str, Any]]:
+STANDARD = "standard"
+"""The protocol of a result without a ``protocol`` key: train and test on one dataset's fold, clean."""
+
+
+def iter_results(root: Path, dataset: str | None = None, *, protocol: str | None = STANDARD) -> Iterator[dict[str, Any]]:
+    """The unit results under ``root`` (or ``root/dataset``) of ``protocol`` (``robustness``,
+    ``transfer``; None: every protocol), each with ``_path``."""
     base = Path(root) / dataset if dataset else Path(root)
     for path in sorted(base.rglob("fold*-seed*.json")):
         result = load_result(path)
+        if protocol is not None and result and result.get("protocol", STANDARD) != protocol:
+            continue
         if result and result.get("schema") == SCHEMA_VERSION:
             result["_path"] = str(path)
             yield result

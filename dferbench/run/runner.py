@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 from dferbench.run import config as cfg
 from dferbench.plugin import manager as plugins
 from dferbench.errors import DferbenchError
+from dferbench.run.protocols import Standard
 from dferbench.run.results import SCHEMA_VERSION, UnitKey, git_commit, load_result, predictions_csv, save_unit, versions
 
 
@@ -26,15 +27,27 @@ class RunPlan:
     config: cfg.Config
     preset: cfg.Config
     run_name: str
+    protocol: Standard = field(default_factory=Standard)
 
     @property
     def hash(self) -> str:
-        return cfg.config_hash(self.config)
+        return self.protocol.hash(cfg.config_hash(self.config))
 
 
-def _preset_layer(model: plugins.Registered, dataset: str) -> Mapping[str, Any]:
+def preset_name(model: plugins.Registered, dataset: plugins.Registered) -> str | None:
+    """Which of ``model``'s presets a run on ``dataset`` starts from: the dataset's own, else
+    that of the dataset it registered as ``presets_like`` (a variant of a benchmark takes its
+    settings), else ``"default"``; None when the model has none of them."""
     presets = model.extra.get("presets") or {}
-    preset = presets.get(dataset, presets.get("default", {}))
+    for name in (dataset.name, dataset.extra.get("presets_like"), "default"):
+        if name in presets:
+            return name
+    return None
+
+
+def _preset_layer(model: plugins.Registered, dataset: plugins.Registered) -> Mapping[str, Any]:
+    presets = model.extra.get("presets") or {}
+    preset = presets.get(preset_name(model, dataset), {})
     if isinstance(preset, (str, Path)):
         return cfg.read_toml(preset)
     return preset
@@ -49,12 +62,16 @@ def defaults_for(model: plugins.Registered, dataset: plugins.Registered) -> cfg.
 
 def plan(model_name: str, dataset_name: str, *, config_file: str | Path | None = None,
          overrides: list[str] | tuple[str, ...] = (), folds: list[int] | None = None,
-         seeds: list[int] | None = None, device: str | None = None) -> RunPlan:
-    """Validate names and settings; raise :class:`DferbenchError` before any work."""
+         seeds: list[int] | None = None, device: str | None = None, preset_dataset: str | None = None) -> RunPlan:
+    """Validate names and settings; raise :class:`DferbenchError` before any work.
+
+    ``preset_dataset``: take the model's preset for that dataset instead of
+    ``dataset_name``'s (a model trained on one dataset and tested on another)."""
     model = plugins.get("model", model_name)
     dataset = plugins.get("dataset", dataset_name)
-    preset = cfg.merge(defaults_for(model, dataset), _preset_layer(model, dataset_name),
-                       f"preset of model {model_name!r} for {dataset_name!r}")
+    source = plugins.get("dataset", preset_dataset) if preset_dataset else dataset
+    preset = cfg.merge(defaults_for(model, dataset), _preset_layer(model, source),
+                       f"preset of model {model_name!r} for {source.name!r}")
     config = preset
     if config_file:
         config = cfg.merge(config, cfg.read_toml(config_file), str(config_file))
@@ -145,13 +162,15 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
     data = config["data"]
     augmentation = dataset.augmentation if data["augmentation"] == "auto" else data["augmentation"]
     selection = "checkpoint" if fixed_network else config["protocol"]["selection"]
-    if fixed_network and len(fixed_network[1]) != len(dataset.classes):
+    protocol = run.protocol
+    protocol.prepare(dataset, folds, datasets, echo)
+    if fixed_network and len(fixed_network[1]) != len(protocol.model_classes):
         raise DferbenchError(f"the checkpoint scores {len(fixed_network[1])} classes but {run.dataset_name!r} has "
-                             f"{len(dataset.classes)} ({', '.join(dataset.classes)})")
+                             f"{len(protocol.model_classes)} ({', '.join(protocol.model_classes)})")
     results = []
     for fold in folds:
         for seed in config["protocol"]["seeds"]:
-            key = UnitKey(run.run_name, run.dataset_name, fold, seed, selection)
+            key = UnitKey(run.run_name, run.dataset_name, fold, seed, selection, protocol.protocol_dir)
             path = key.path(Path(output))
             existing = load_result(path) if skip_existing and main_process else None
             existing = dist.broadcast_object(existing)  # every rank skips the same units
@@ -163,25 +182,26 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
             start = time.perf_counter()
             seed_everything(seed)
 
-            def clipset(split: str) -> ClipSet:
-                return ClipSet(run.dataset_name, dataset.split(fold, split), dataset.reader,
+            def clipset(records, *, name=None, reader=None, augmentation=augmentation, pipeline=None) -> ClipSet:
+                return ClipSet(name or run.dataset_name, records, reader or dataset.reader,
                                num_frames=data["num_frames"], image_size=data["image_size"],
                                normalize=data["normalize"], augmentation=augmentation, workers=data["workers"],
-                               pipeline=data["pipeline"], prefetch=data["prefetch"])
+                               pipeline=pipeline or data["pipeline"], prefetch=data["prefetch"])
 
-            train, test = clipset("train"), clipset("test")
+            train, test = protocol.clipsets(dataset, fold, clipset)
             if len(test) == 0:
                 raise DferbenchError(f"{run.dataset_name}: the test split of fold {fold} has no clips"
                                      + (f" ({skipped} of the dataset skipped as bad)" if skipped else "")
                                      + "; nothing to score")
             workdir = Path(output) / ".work" / run.dataset_name
-            ctx = ModelContext(model=run.model.name, dataset=run.dataset_name, fold=fold, classes=list(dataset.classes),
+            ctx = ModelContext(model=run.model.name, dataset=run.dataset_name, fold=fold,
+                               classes=list(protocol.model_classes),
                                config=copy.deepcopy(config), device=device, seed=seed, workdir=workdir,
                                texts=text_lookup, progress=progress)
             method = FixedNetwork(ctx, fixed_network[0]) if fixed_network else run.model.target(ctx)
             monitor = Monitor(selection, test_clips=test if selection == "best_on_test" else None, progress=progress)
             fit_info = method.fit(train, monitor) or {}
-            logits = method.predict(test)
+            logits = protocol.scores(method.predict(test))
             metrics = compute_metrics(test.labels, logits)
             result = {
                 "schema": SCHEMA_VERSION,
@@ -195,14 +215,14 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
                 "war": round(metrics["war"], 4),
                 "per_class_recall": metrics["per_class_recall"],
                 "confusion": metrics["confusion"],
-                "classes": list(dataset.classes),
+                "classes": list(protocol.classes),
                 "n_train": len(train),
                 "n_test": len(test),
                 "selection": selection,
                 "num_frames": data["num_frames"],
                 "image_size": data["image_size"],
                 "normalize": data["normalize"],
-                "augmentation": augmentation,
+                "augmentation": train.augmentation,
                 "family": run.model.extra.get("family", ""),
                 "temporal": bool(run.model.extra.get("temporal", False)) and config["model"].get("temporal_depth", 1) != 0,
                 "config_hash": run.hash,
@@ -220,9 +240,10 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
                 "world_size": dist.rank_world()[1],
                 "wall_seconds": round(time.perf_counter() - start, 2),
                 "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                **protocol.record(),
             }
             if main_process:
-                preds = predictions_csv([r.clip_id for r in test.records], test.labels, logits, list(dataset.classes))
+                preds = predictions_csv([r.clip_id for r in test.records], test.labels, logits, list(protocol.classes))
                 save_unit(path, result, preds)
             echo(f"done  {run.run_name} fold {fold} seed {seed}: UAR {result['uar']:.2f}  WAR {result['war']:.2f}"
                  f"  ({result['wall_seconds']:.1f}s)")

@@ -30,12 +30,14 @@ from dferbench_plugins.datasets.annotations import (
     resolve_records,
 )
 from dferbench.data.readers import AutoReader, FrameFolderReader
-from dferbench.data.records import ClipRecord, DFERDataset
+from dferbench.data.records import EMOTIONS, ClipRecord, DFERDataset
 from dferbench.errors import DferbenchError
 
-DFEW_CLASSES = ["happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear"]
+# Class names are the canonical emotion names (records.EMOTIONS), so each dataset's
+# `emotions` are its class names: DFEW's and FERV39k's 7 are MAFW's first 7.
+DFEW_CLASSES = list(EMOTIONS[:7])
 FERV39K_CLASSES = list(DFEW_CLASSES)
-MAFW_CLASSES = DFEW_CLASSES + ["contempt", "anxiety", "helplessness", "disappointment"]
+MAFW_CLASSES = list(EMOTIONS)
 
 # DFEW's split CSVs: label id -> class (1 Happy, 2 Sad, 3 Neutral, 4 Angry, 5 Surprise,
 # 6 Disgust, 7 Fear). 0 marks clips without a single label; they are not in the benchmark.

@@ -34,7 +34,7 @@ def dferbench_register_datasets(register):
              description="Rendered face clips, 7 classes in DFEW order, 5 subject-independent folds (default)")
     register("synthetic-11", _factory(11), options=OPTIONS,
              description="Rendered face clips, 11 classes in MAFW order, 5 subject-independent folds")
-    register("synthetic-wild", _factory(7, "synthetic-wild"), options=OPTIONS,
+    register("synthetic-wild", _factory(7, "synthetic-wild"), options=OPTIONS, presets_like="synthetic",
              description="A shifted domain of synthetic: other identities, wider head poses, darker coloured "
                          "light, more occlusion, noise and blur; 7 classes in DFEW order, 5 folds")
 

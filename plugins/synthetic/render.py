@@ -43,7 +43,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from dferbench.data.records import ClipRecord, DFERDataset
+from dferbench.data.records import EMOTIONS, ClipRecord, DFERDataset
 
 __all__ = [
     "ACTION_UNITS",
@@ -63,8 +63,10 @@ __all__ = [
     "write_synthetic_tree",
 ]
 
-DFEW_CLASSES = ["happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear"]
-MAFW_CLASSES = DFEW_CLASSES + ["contempt", "anxiety", "helplessness", "disappointment"]
+# The canonical emotion names (records.EMOTIONS) in DFEW's order (7) and MAFW's (11):
+# `synthetic` and `synthetic-wild` map onto DFEW's classes, `synthetic-11` onto MAFW's.
+DFEW_CLASSES = list(EMOTIONS[:7])
+MAFW_CLASSES = list(EMOTIONS)
 
 # Fold-1 training counts of the real sets (datasets.md), used as class proportions.
 DFEW_FOLD1_COUNTS = (1956, 1515, 2135, 1738, 1175, 116, 721)

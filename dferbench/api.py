@@ -83,6 +83,25 @@ def run(model: str, dataset: str, *, config: str | Path | None = None, overrides
     return results
 
 
+def robustness(model: str, dataset: str, *, corruptions: list[str] | None = None, severities: list[int] | None = None,
+               corruption_seed: int = 0, config: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+               folds: list[int] | None = None, seeds: list[int] | None = None, output: str | Path = "runs",
+               device: str | None = None, progress: bool | None = None, skip_existing: bool = True,
+               echo: Callable[[str], None] = print, **settings: Any) -> list[dict[str, Any]]:
+    """Train ``model`` once per unit of ``dataset`` and test it clean and under each
+    (corruption, severity) cell (default: all 13 corruptions x severities 1-5); one result
+    per cell and unit, resumed cell by cell (see :mod:`dferbench.run.robustness`).
+
+    >>> api.robustness("zeroshot-clip", "synthetic", folds=[1], corruptions=["gaussian_blur"])
+    """
+    from dferbench.run.robustness import run_robustness
+
+    return run_robustness(model, dataset, corruptions=corruptions, severities=severities,
+                          corruption_seed=corruption_seed, config=config,
+                          overrides=list(overrides) + _as_overrides(settings), folds=folds, seeds=seeds,
+                          output=output, device=device, progress=progress, skip_existing=skip_existing, echo=echo)
+
+
 def build_model(name: str, *, class_texts: list[str], clip_model: str | None = None,
                 pretrained: str | None = None, num_frames: int = 16, device: str = "cpu", **options: Any):
     """The network of model ``name`` as a ``torch.nn.Module``: ``forward(video [B, T, 3, H, W]

@@ -481,6 +481,11 @@ def list_cmd(what) -> None:
     click.echo(tabulate(rows, headers=["name", "plugin", "description"]))
 
 
+from dferbench.cli.robustness import robustness as _robustness  # noqa: E402
+
+cli.add_command(_robustness)
+
+
 def main() -> None:
     cli(prog_name="dferbench")
 

@@ -122,6 +122,15 @@ class FixedNetwork:
                               enabled_progress=self.ctx.progress)
 
 
+def load_dataset(name: str, data: Mapping[str, Any], datasets: dict[str, Any]) -> Any:
+    """Dataset ``name`` built from the ``[data]`` section ``data``, once per section:
+    ``datasets`` caches it for the plans of one call."""
+    key = json.dumps([name, data], sort_keys=True)
+    if key not in datasets:
+        datasets[key] = plugins.get("dataset", name).target(dict(data))
+    return datasets[key]
+
+
 def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[str], None] = print,
              progress: bool | None = None, skip_existing: bool = True,
              fixed_network: tuple[Any, list[str]] | None = None,
@@ -142,11 +151,8 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
     progress = progress_enabled() if progress is None else progress
     config = run.config
     dataset_reg = plugins.get("dataset", run.dataset_name)
-    key = json.dumps([run.dataset_name, config["data"]], sort_keys=True)
     datasets = {} if datasets is None else datasets
-    if key not in datasets:
-        datasets[key] = dataset_reg.target(dict(config["data"]))
-    dataset = datasets[key]
+    dataset = load_dataset(run.dataset_name, config["data"], datasets)
     folds = config["protocol"]["folds"] or dataset.folds
     missing = [f for f in folds if f not in dataset.splits]
     if missing:

@@ -133,7 +133,8 @@ def render(dataset: str, results_dir: Path, *, baseline: str = BASELINE, image: 
                                          "corrupted UAR", "mCE", "relative mCE", "mCE (baseline = 100)",
                                          "relative mCE (baseline = 100)"],
                        tablefmt="pipe", disable_numparse=True), ""]
-    lines += ["`corrupted UAR`: the mean over the complete corruptions' 5 severities; a row's `mean`: over the severities shown. "
+    lines += ["`corrupted UAR`: the mean over the complete corruptions' 5 severities; in the tables below, "
+              "`mean` is over the severities shown. "
               + ("Brackets: 95% stratified bootstrap interval over the test clips "
                  "(`dferbench.report.stats.row_interval`): how far a number could move on another draw of "
                  "test clips for the same trained models, not over retraining." if n_resamples else ""), ""]

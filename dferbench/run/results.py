@@ -79,7 +79,8 @@ STANDARD = "standard"
 """The protocol of a result without a ``protocol`` key: train and test on one dataset's fold, clean."""
 
 
-def iter_results(root: Path, dataset: str | None = None, *, protocol: str | None = STANDARD) -> Iterator[dict[str, Any]]:
+def iter_results(root: Path, dataset: str | None = None, *,
+                 protocol: str | None = STANDARD) -> Iterator[dict[str, Any]]:
     """The unit results under ``root`` (or ``root/dataset``) of ``protocol`` (``robustness``,
     ``transfer``; None: every protocol), each with ``_path``."""
     base = Path(root) / dataset if dataset else Path(root)

@@ -65,17 +65,31 @@ def expand(model: str, dataset: str) -> list[tuple[str, list[str]]]:
 def run(model: str, dataset: str, *, config: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
         folds: list[int] | None = None, seeds: list[int] | None = None, output: str | Path = "results",
         device: str | None = None, progress: bool | None = None, skip_existing: bool = True,
-        echo: Callable[[str], None] = print, **settings: Any) -> list[dict[str, Any]]:
+        echo: Callable[[str], None] = print, train_dataset: str | None = None, train_fold: str | int = "same",
+        train_overrides: list[str] | tuple[str, ...] = (), **settings: Any) -> list[dict[str, Any]]:
     """Run ``model`` (a name, ``"all"`` or ``"suite:NAME"``) on ``dataset`` under its protocol;
     return one result per unit.
 
     ``settings`` are overrides as keywords, ``"section.key"`` or ``section__key``:
     ``run("dferclip", "synthetic", train__epochs=2)``. Everything is validated before
     any unit starts; finished units are skipped on a rerun with the same config.
+
+    ``train_dataset``: train there instead (its preset; ``train_fold`` ``"same"``, ``"all"``
+    or a fold; ``train_overrides`` its ``data.KEY=VALUE`` settings) and test on ``dataset``
+    over the classes both share (:mod:`dferbench.run.transfer`).
     """
     common = list(overrides) + _as_overrides(settings)
-    plans = [runner.plan(name, dataset, config_file=config, overrides=extra + common, folds=folds, seeds=seeds,
-                         device=device) for name, extra in expand(model, dataset)]
+    if not train_dataset and (train_overrides or str(train_fold) != "same"):
+        raise DferbenchError("--train-fold and --train-set go with --train-dataset (a cross-dataset transfer run)")
+    if train_dataset:
+        from dferbench.run import transfer
+
+        plans = [transfer.plan(name, dataset, train_dataset, train_fold=train_fold, train_overrides=train_overrides,
+                               config_file=config, overrides=extra + common, folds=folds, seeds=seeds, device=device)
+                 for name, extra in expand(model, train_dataset)]
+    else:
+        plans = [runner.plan(name, dataset, config_file=config, overrides=extra + common, folds=folds, seeds=seeds,
+                             device=device) for name, extra in expand(model, dataset)]
     results, datasets = [], {}
     for p in plans:
         results += runner.run_plan(p, output=output, echo=echo, progress=progress, skip_existing=skip_existing,

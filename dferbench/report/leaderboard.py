@@ -162,20 +162,35 @@ def known_datasets(results_dir: Path) -> list[str]:
 
 def build(results_dir: Path, out_dir: Path, datasets: list[str] | None = None, *, check: bool = False,
           images: bool = True) -> list[str]:
-    """Write (or with ``check``, compare) ``out_dir/<dataset>.md``; return the stale or written paths."""
+    """Write (or with ``check``, compare) ``out_dir/<dataset>.md``, ``robustness-<dataset>.md``
+    for datasets with robustness results and, without ``datasets``, ``transfer.md`` when
+    there are transfer results; return the stale or written paths."""
+    from dferbench.report import robustness, transfer
+    from dferbench.run.results import iter_results
+
     touched = []
-    for dataset in datasets or known_datasets(results_dir):
-        image_dir = dataset if images else None
-        markdown, rows = render(dataset, results_dir, image_dir=image_dir)
-        path = Path(out_dir) / f"{dataset}.md"
+
+    def write(path: Path, markdown: str) -> bool:
         if check:
             if not path.exists() or path.read_text() != markdown:
                 touched.append(str(path))
-            continue
+            return False
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(markdown)
         touched.append(str(path))
-        if images:
+        return images
+
+    for dataset in datasets or known_datasets(results_dir):
+        image_dir = dataset if images else None
+        markdown, rows = render(dataset, results_dir, image_dir=image_dir)
+        if write(Path(out_dir) / f"{dataset}.md", markdown):
             for row in rows:
                 confusion_png(row, Path(out_dir) / dataset / f"{_slug(row['run_name'])}--{row['selection']}.png")
+        if next(iter_results(results_dir, dataset, protocol=robustness.PROTOCOL), None) is not None:
+            plot = f"robustness-{dataset}.png"
+            markdown, rows = robustness.render(dataset, results_dir, image=plot if images else None)
+            if write(Path(out_dir) / f"robustness-{dataset}.md", markdown):
+                robustness.plot(rows, Path(out_dir) / plot, dataset)
+    if not datasets and next(iter_results(results_dir, protocol=transfer.PROTOCOL), None) is not None:
+        write(Path(out_dir) / "transfer.md", transfer.render(results_dir)[0])
     return touched

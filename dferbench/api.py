@@ -190,7 +190,8 @@ def evaluate(model: str, dataset: str, checkpoint: str | Path, *, folds: list[in
     checkpoint = Path(checkpoint)
     if not checkpoint.exists():
         raise DferbenchError(f"checkpoint {checkpoint} does not exist")
-    plan = runner.plan(model, dataset, overrides=list(overrides), folds=folds or [1], device=device)
+    plan = runner.plan(model, dataset, overrides=list(overrides), folds=folds or [1], device=device,
+                       weights=False)  # the checkpoint holds the CLIP weights
     if checkpoint.suffix == ".safetensors":
         from dferbench_plugins.dferclip.checkpoints import load_checkpoint as load_own
 
@@ -230,10 +231,16 @@ def check_data(dataset: str, *, root: str | None = None, overrides: list[str] | 
 
 
 def leaderboard(results: str | Path = "results", out: str | Path = "leaderboards", datasets: list[str] | None = None,
-                *, check: bool = False, images: bool = True) -> list[str]:
-    """Write ``out/<dataset>.md`` from result files; with ``check``, return the stale ones."""
+                *, check: bool = False, images: bool = True, skip_invalid: bool = False,
+                echo: Callable[[str], None] | None = None) -> list[str]:
+    """Write ``out/<dataset>.md`` from result files; with ``check``, return the stale ones.
+
+    Invalid result files raise one DferbenchError naming each, unless ``skip_invalid``:
+    then ``echo`` is told about each one and how many were skipped.
+    """
     from dferbench.report import leaderboard as lb
 
     if not Path(results).is_dir():
         raise DferbenchError(f"results directory {results} does not exist: run `dferbench run` first")
-    return lb.build(Path(results), Path(out), datasets, check=check, images=images)
+    return lb.build(Path(results), Path(out), datasets, check=check, images=images, skip_invalid=skip_invalid,
+                    echo=echo)

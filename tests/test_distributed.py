@@ -134,8 +134,9 @@ def test_ddp_training_and_evaluation_under_gloo_match_one_process(tmp_path):
 
 
 def _logits(path) -> tuple[np.ndarray, np.ndarray]:
-    rows = list(csv.reader(open(path)))[1:]
-    return np.array([int(r[2]) for r in rows]), np.array([[float(v) for v in r[3:]] for r in rows])
+    rows = list(csv.DictReader(open(path)))
+    return (np.array([int(r["prediction"]) for r in rows]),
+            np.array([[float(v) for k, v in r.items() if k.startswith("logit_")] for r in rows]))
 
 
 @pytest.mark.slow

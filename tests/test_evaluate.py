@@ -52,7 +52,7 @@ def test_authors_checkpoint_evaluates_through_the_cli(trained, tmp_path):
     result = json.loads(path.read_text())
     assert result["selection"] == "checkpoint" and result["fold"] == 2
     # the same numbers as the original network on the same test clips
-    plan = runner.plan("dferclip", "synthetic", overrides=SETTINGS)
+    plan = runner.plan("dferclip", "synthetic", overrides=SETTINGS, weights=False)  # data settings only
     data = plugins.get("dataset", "synthetic").target(plan.config["data"])
     clips = ClipSet("synthetic", data.split(2, "test"), data.reader, 16, 32, "clip")
     logits = predict_module(trained, clips, batch_size=16, device="cpu")

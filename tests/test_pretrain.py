@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from dferbench.errors import DferbenchError
 from dferbench_plugins.synthetic import pretrain
 from dferbench_plugins.synthetic.captions import CAPTION_VOCABULARY, content_words
 from dferbench_plugins.synthetic.render import clip_params, make_synthetic_dataset
@@ -48,7 +49,7 @@ def test_shipped_checkpoint_matches_its_json(shipped) -> None:
 
 
 def test_synthetic_tag_only_for_tiny_model() -> None:
-    with pytest.raises(ValueError, match="dferbench-tiny"):
+    with pytest.raises(DferbenchError, match="exists only for model dferbench-tiny"):
         create_clip("dferbench-test-tiny", SYNTHETIC_PRETRAINED)
 
 

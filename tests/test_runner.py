@@ -27,8 +27,10 @@ def test_every_unit_writes_a_full_result(toy_plugin, tmp_path):
     assert saved["versions"]["torch"] and saved["selection"] == "last_epoch"
     assert len(saved["history"]) == 3  # one row per epoch
     preds = path.with_suffix(".predictions.csv").read_text().splitlines()
-    assert preds[0] == "clip_id,label,prediction,logit_low,logit_mid,logit_high"
+    assert preds[0] == "clip_id,label,prediction,logit_low,logit_mid,logit_high,label_name,prediction_name"
     assert len(preds) == 1 + saved["n_test"]
+    rows = [line.split(",") for line in preds[1:]]
+    assert all(r[6] == saved["classes"][int(r[1])] and r[7] == saved["classes"][int(r[2])] for r in rows)
     assert saved["war"] > 60  # brightness is learnable: the engine really trains
 
 
@@ -57,7 +59,10 @@ def test_same_seed_same_numbers(toy_plugin, tmp_path):
     b = run_toy(tmp_path / "b", folds=[1])[0]
     assert (tmp_path / "a/toy/toy-model/fold1-seed1.predictions.csv").read_text() == \
         (tmp_path / "b/toy/toy-model/fold1-seed1.predictions.csv").read_text()
-    assert a["history"] == b["history"]
+    def numbers(history):  # all but the wall time of each epoch
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+
+    assert numbers(a["history"]) == numbers(b["history"])
 
 
 def test_best_on_test_selects_the_best_epoch(toy_plugin, tmp_path):

@@ -82,6 +82,30 @@ def test_scores_are_the_metrics_and_seeded():
     assert stats.bootstrap_ci(y, a, confidence=0.5)[1] - stats.bootstrap_ci(y, a, confidence=0.5)[0] < high - low
 
 
+def test_resampled_sums_do_not_depend_on_the_order_of_summation():
+    """The sums behind every interval and p-value are the same bits whatever order the clips
+    come in (a BLAS matmul's order depends on the CPU, the build and the thread count)."""
+    rng = np.random.default_rng(3)
+    weights = 100.0 / (7 * np.array([17, 13, 18, 15, 9, 2, 6]) * 3)  # UAR weights of a 3-seed row
+    values = np.where(rng.random((400, 4)) < 0.5, 0.0, rng.choice(weights, (400, 4)))
+    counts = rng.integers(0, 4, (500, 400)).astype(np.float64)
+    sums = stats._weighted_sums(counts, values)
+    np.testing.assert_allclose(sums, counts @ values, rtol=1e-12)
+    for _ in range(5):
+        order = rng.permutation(400)
+        assert np.array_equal(stats._weighted_sums(counts[:, order], values[order]), sums)
+
+
+def test_score_is_that_of_the_metrics_module():
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        y = rng.integers(0, 7, 60)
+        y[y == 3] = 4  # a class absent from the labels but predicted
+        pred = np.where(rng.random(60) < 0.4, y, rng.integers(0, 7, 60))
+        assert stats.score(y, pred, "uar") == pytest.approx(metrics.uar(y, pred), abs=1e-12)
+        assert stats.score(y, pred, "war") == pytest.approx(metrics.war(y, pred), abs=1e-12)
+
+
 def test_bad_arguments_are_one_line_errors():
     with pytest.raises(DferbenchError, match="Did you mean 'uar'"):
         stats.bootstrap_ci([0, 1], [0, 1], metric="uarr")
@@ -174,6 +198,23 @@ def test_rank_intervals_from_shared_resamples():
     ranks = stats.rank_intervals({"weak": weak, "strong": strong, "mid": mid, "close": close})
     assert ranks["strong"] == (1, 1) and ranks["weak"] == (4, 4)
     assert ranks["mid"] == (2, 3) and ranks["close"] == (2, 3)  # a 1-point gap: their order is not settled
+
+
+def test_row_intervals_at_once_are_those_row_by_row():
+    rng = np.random.default_rng(0)
+    rows = {"a": units_of(rng, 2, seeds=2, p=P + 0.1, shuffle=True), "b": units_of(rng, 2, seeds=2),
+            "c": units_of(rng, 2, seeds=2, p=P - 0.1)}
+    found = stats.row_intervals(rows, n_classes=7, n_resamples=300, seed=4)
+    ranks = stats.rank_intervals(rows, n_resamples=300, seed=4)
+    for name, units in rows.items():
+        assert found[name].uar == stats.row_interval(units, "uar", 300, seed=4)
+        assert found[name].war == stats.row_interval(units, "war", 300, seed=4)
+        assert found[name].recall == stats.per_class_recall_ci(units, 7, 300, seed=4)
+        assert found[name].rank == ranks[name]
+    with pytest.raises(DferbenchError, match="n_classes is 5"):
+        stats.row_intervals(rows, n_classes=5)
+    assert stats.paired_p_value(rows["a"], rows["b"], "war", 300, seed=4) == \
+        stats.paired_row_test(rows["a"], rows["b"], "war", 300, seed=4).p_value
 
 
 def test_against_all_holm_adjusts_and_skips_units_that_cannot_be_paired():

@@ -88,7 +88,8 @@ def test_scored_over_the_shared_classes(toys, tmp_path):
     assert saved["n_test"] == sum(r.label != 2 for r in test_clips) and saved["n_train"] == len(TOY.split(1, "train"))
     with path.with_suffix(".predictions.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["clip_id", "label", "prediction", "logit_high", "logit_low"]
+    assert list(rows[0]) == ["clip_id", "label", "prediction", "logit_high", "logit_low", "label_name", "prediction_name"]
+    assert {(r["label"], r["label_name"]) for r in rows} == {("0", "high"), ("1", "low")}
     assert {r["clip_id"] for r in rows} == {r.clip_id for r in test_clips if r.label != 2}
     by_id = {r.clip_id: r for r in test_clips}
     assert all(int(r["label"]) == by_id[r["clip_id"]].label for r in rows)  # high stays 0, low stays 1

@@ -112,7 +112,7 @@ def run(model, dataset, config_file, overrides, folds, seeds, output, device, re
 
             click.echo(render(Path(output))[0])
         else:
-            click.echo(leaderboard.render(dataset, Path(output))[0])
+            click.echo(leaderboard.summarize(dataset, Path(output)))
 
 
 @cli.command()
@@ -143,13 +143,23 @@ def evaluate(model, checkpoint, dataset, folds, overrides, output, device) -> No
               help="Directory of result files.")
 @click.option("--out", default="leaderboards", show_default=True, type=click.Path(file_okay=False),
               help="Where <dataset>.md and the confusion-matrix PNGs go.")
-@click.option("--dataset", "datasets", multiple=True, help="Only these datasets (default: all with results).")
+@click.option("--dataset", "datasets", multiple=True,
+              help="Only these datasets (default: every dataset with results or with reported numbers).")
 @click.option("--check", is_flag=True, help="Exit 1 if a committed leaderboard differs from the results.")
-def leaderboard_cmd(results, out, datasets, check) -> None:
-    """Build Markdown leaderboards from result files only (no model is run)."""
+@click.option("--skip-invalid", is_flag=True,
+              help="Build without invalid result files (each is named, and the pages list them) instead of stopping.")
+def leaderboard_cmd(results, out, datasets, check, skip_invalid) -> None:
+    """Build Markdown leaderboards from result files only (no model is run).
+
+    \b
+    One page per dataset with results and per dataset with reported (published) numbers:
+    UAR/WAR with 95% intervals, a paired test against the best row, rank intervals,
+    per-class recall, confusion matrices, and the reported rows with their sources.
+    """
     from dferbench import api
 
-    paths = api.leaderboard(results, out, list(datasets) or None, check=check)
+    paths = api.leaderboard(results, out, list(datasets) or None, check=check, skip_invalid=skip_invalid,
+                            echo=lambda m: click.echo(m, err=True))
     if check:
         if paths:
             click.echo("stale leaderboards (regenerate with `dferbench leaderboard`): " + ", ".join(paths), err=True)
@@ -495,7 +505,11 @@ def list_cmd(what) -> None:
     click.echo(tabulate(rows, headers=["name", "plugin", "description"]))
 
 
-from dferbench.cli.robustness import robustness as _robustness  # noqa: E402
+from dferbench.cli.weights import weights as _weights  # noqa: E402  (its own module)
+
+cli.add_command(_weights)
+
+from dferbench.cli.robustness import robustness as _robustness  # noqa: E402  (its own module)
 
 cli.add_command(_robustness)
 

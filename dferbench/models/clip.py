@@ -35,6 +35,7 @@ __all__ = [
     "DFERBENCH_MODEL_CONFIGS",
     "register_model_configs",
     "create_clip",
+    "unknown_model",
     "build_clip_from_config",
     "default_tokenizer",
     "clip_input_size",
@@ -91,22 +92,17 @@ def _plugin_clip_models() -> dict[str, Any]:
     return manager.clip_models()
 
 
-def _resolve_pretrained(model_name: str, pretrained: str | os.PathLike | None) -> str | None:
-    """Return what to pass to open_clip as ``pretrained``: None, a known tag or a file."""
-    if pretrained is None:
+def unknown_model(model_name: str) -> str | None:
+    """Why ``model_name`` is not an open_clip architecture (with close names), or None.
+    Registers the core's and plugins' architectures first."""
+    register_model_configs()
+    if open_clip.get_model_config(model_name) is not None:
         return None
-    pretrained = os.fspath(pretrained)
-    tags = open_clip.list_pretrained_tags_by_model(model_name)
-    if pretrained in tags:
-        return pretrained
-    if os.path.isfile(pretrained):
-        return pretrained
-    known = ", ".join(tags) if tags else "none"
-    raise FileNotFoundError(
-        f"pretrained weights for {model_name!r} not found: {pretrained!r} is neither an existing "
-        f"file (checked {os.path.abspath(pretrained)!r}) nor an open_clip pretrained tag of this "
-        f"model (known tags: {known}). Pass pretrained=None for a randomly initialised model."
-    )
+    import difflib
+
+    close = difflib.get_close_matches(model_name, open_clip.list_models(), n=4)
+    return (f"unknown open_clip model {model_name!r}" + (f"; did you mean {', '.join(close)}?" if close else "")
+            + " (open_clip.list_models() lists them all)")
 
 
 def create_clip(
@@ -120,73 +116,59 @@ def create_clip(
     Args:
         model_name: an open_clip architecture name, e.g. ``"ViT-B-32-quickgelu"`` (the
             DFER-CLIP backbone) or one of :data:`DFERBENCH_MODEL_CONFIGS`.
-        pretrained: ``None`` for random init, an open_clip tag such as ``"openai"``,
-            ``"dferbench-synthetic"`` (the shipped checkpoint pre-trained on synthetic faces
-            by ``dferbench_plugins.synthetic.pretrain``; ``dferbench-tiny`` only), or a path to a local
-            weights file (loaded by open_clip, strictly).
+        pretrained: ``None`` for random init; an open_clip tag such as ``"openai"``, read
+            from the Hugging Face / open_clip cache when it is there (no network call),
+            downloaded otherwise; a plugin-registered tag such as ``"dferbench-synthetic"``
+            (the shipped checkpoint pre-trained on synthetic faces by
+            ``dferbench_plugins.synthetic.pretrain``; ``dferbench-tiny`` only); or a local
+            weights file in any format of :mod:`dferbench.models.weight_files` (open_clip
+            checkpoints, OpenAI's TorchScript ``ViT-B-32.pt``), loaded strictly.
         device: where to put the model.
 
     Returns:
         ``(model, tokenizer)``: the fp32 model in eval mode and open_clip's tokenizer for
         that architecture (OpenAI BPE for CLIP models: SOT 49406, EOT 49407, 77 tokens).
+
+    Raises:
+        dferbench.models.weights.MissingWeights: the weights are not here and cannot be
+            downloaded now (one line: where they were looked for, how to fetch them).
     """
-    register_model_configs()
-    if open_clip.get_model_config(model_name) is None:
-        import difflib
+    from dferbench.models.weights import download_weights, require_weights
 
-        close = difflib.get_close_matches(model_name, open_clip.list_models(), n=4)
-        raise ValueError(
-            f"unknown open_clip model {model_name!r}"
-            + (f"; did you mean {', '.join(close)}?" if close else "")
-            + " (open_clip.list_models() lists them all)"
-        )
-    registered = _registered_weights(model_name, pretrained)
-    if registered is not None:
-        return _create_from_registered(model_name, registered, device)
-    resolved = _resolve_pretrained(model_name, pretrained)
-    model = open_clip.create_model(model_name, pretrained=resolved, precision="fp32", device=device)
-    model.eval()
-    tokenizer = open_clip.get_tokenizer(model_name)
-    logger.info("built CLIP %s (pretrained=%s) on %s", model_name, resolved, device)
-    return model, tokenizer
+    unknown = unknown_model(model_name)
+    if unknown:
+        raise ValueError(unknown)
+    status = require_weights(model_name, pretrained)
+    if status.source == "random":
+        model = open_clip.create_model(model_name, pretrained=None, precision="fp32", device=device)
+        logger.info("built CLIP %s with random weights on %s", model_name, device)
+        return model.eval(), open_clip.get_tokenizer(model_name)
+    path = status.path if status.path is not None else download_weights(status)
+    return _create_from_file(model_name, path, device, quick_gelu=bool(status.tag.get("quick_gelu"))), \
+        open_clip.get_tokenizer(model_name)
 
 
-def _registered_weights(model_name: str, pretrained: str | os.PathLike | None) -> tuple[Any, str] | None:
-    """``(registration, tag)`` of the plugin whose weights tag is ``pretrained``, or None."""
-    if pretrained is None:
-        return None
-    tag = os.fspath(pretrained)
-    owners = {name: reg for name, reg in _plugin_clip_models().items() if tag in (reg.extra.get("weights") or {})}
-    if not owners:
-        return None
-    if model_name not in owners:
-        raise ValueError(f"pretrained={tag!r} exists only for model {', '.join(sorted(owners))}, not {model_name!r}")
-    return owners[model_name], tag
+def _create_from_file(model_name: str, path: Path, device: str | torch.device, *, quick_gelu: bool) -> open_clip.CLIP:
+    """The architecture with the weights of ``path`` (any stored dtype, loaded fp32).
 
+    ``quick_gelu``: the weights were trained with QuickGELU (OpenAI's), so an architecture
+    configured with GELU (``ViT-B-32``) gets QuickGELU, as OpenAI's ``clip.load`` builds it.
+    """
+    from dferbench.models.weight_files import load_clip_weights, read_clip_state_dict
 
-def _create_from_registered(model_name: str, registered: tuple[Any, str],
-                            device: str | torch.device) -> tuple[open_clip.CLIP, Any]:
-    """An architecture with the plugin-registered weights file of its tag (fp16 or fp32 on
-    disk, loaded fp32)."""
-    reg, tag = registered
-    path = Path(reg.extra["weights"][tag])
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"the weights {tag!r} of {model_name!r} (plugin {reg.plugin!r}) are missing: {path}. "
-            + (reg.extra.get("source") or "")
-        )
-    import safetensors.torch
-
+    force = quick_gelu and not open_clip.get_model_config(model_name).get("quick_gelu", False)
+    if force:
+        logger.info("%s: the weights were trained with QuickGELU; building the model with QuickGELU", model_name)
+    state, report = read_clip_state_dict(path)
     logging.disable(logging.WARNING)  # open_clip warns "initialized randomly": the weights load next
     try:
-        model = open_clip.create_model(model_name, pretrained=None, precision="fp32", device="cpu")
+        model = open_clip.create_model(model_name, pretrained=None, precision="fp32", device="cpu",
+                                       force_quick_gelu=force)
     finally:
         logging.disable(logging.NOTSET)
-    state = safetensors.torch.load_file(str(path))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
-    model = model.to(device).eval()
-    logger.info("built CLIP %s with %s weights on %s", model_name, path.name, device)
-    return model, open_clip.get_tokenizer(model_name)
+    load_clip_weights(model, state, source=str(path), model_name=model_name)
+    logger.info("built CLIP %s with weights %s (%s) on %s", model_name, path, report["format"], device)
+    return model.to(device).eval()
 
 
 def build_clip_from_config(

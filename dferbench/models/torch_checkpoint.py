@@ -4,6 +4,11 @@
 refuses (for example the DFER-CLIP authors' ``__main__.RecorderMeter``), a restricted
 unpickler that only rebuilds tensors and plain containers and turns every other pickled
 class or function into an inert placeholder, never importing its module, never calling it.
+
+TorchScript archives (OpenAI's original ``ViT-B-32.pt``) are read the same way: their
+``data.pkl`` is unpickled with module objects as plain attribute records and tensors
+read from the archive's ``data/`` entries; the archive's code is never compiled or run
+(``torch.jit.load`` would do both).
 """
 
 from __future__ import annotations
@@ -14,12 +19,13 @@ import os
 import pickle
 import re
 import types
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["read_torch_checkpoint", "Inert"]
+__all__ = ["read_torch_checkpoint", "read_torchscript_tensors", "is_torchscript_archive", "Inert"]
 
 logger = logging.getLogger(__name__)
 
@@ -162,3 +168,98 @@ def read_torch_checkpoint(
             ", ".join(skipped),
         )
     return obj, skipped
+
+
+def is_torchscript_archive(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a TorchScript zip archive (``torch.jit.save``): torch's own test,
+    a ``constants.pkl`` record next to ``data.pkl``."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.count("/") == 1 and name.endswith("/constants.pkl") for name in archive.namelist())
+
+
+class _ScriptObject:
+    """A pickled TorchScript module (``__torch__.*``): keeps its attributes, runs nothing."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "_ScriptObject":
+        obj = object.__new__(cls)
+        obj.attributes = {}
+        return obj
+
+    def __setstate__(self, state: Any) -> None:
+        self.attributes = state if isinstance(state, dict) else {}
+
+
+def _script_tensors(obj: _ScriptObject, prefix: str, out: dict[str, torch.Tensor]) -> None:
+    """``out[dotted name] = tensor`` for every tensor attribute of ``obj`` and its submodules."""
+    for name, value in obj.attributes.items():
+        if isinstance(value, torch.Tensor):
+            out[prefix + name] = value
+        elif isinstance(value, _ScriptObject):
+            _script_tensors(value, f"{prefix}{name}.", out)
+
+
+_STORAGE_DTYPES = {
+    "FloatStorage": torch.float32, "HalfStorage": torch.float16, "BFloat16Storage": torch.bfloat16,
+    "DoubleStorage": torch.float64, "LongStorage": torch.int64, "IntStorage": torch.int32,
+    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
+    "ComplexFloatStorage": torch.complex64, "ComplexDoubleStorage": torch.complex128,
+}
+"""The legacy storage classes a TorchScript ``data.pkl`` names, by the dtype they hold."""
+
+
+def read_torchscript_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The tensors of a TorchScript archive's module tree, keyed like its ``state_dict()``.
+
+    Only ``<root>/data.pkl`` and the tensor records it names are read: module objects
+    become attribute records, tensors are rebuilt from the raw bytes, every other pickled
+    global becomes an inert placeholder (listed in the second return value). Besides the
+    parameters and buffers the result can hold tensor attributes a traced module kept
+    (OpenAI's ``input_resolution``, open_clip's ``attn_mask``); callers drop what their
+    model does not have.
+    """
+    path = Path(path)
+    skipped: list[str] = []
+    with zipfile.ZipFile(path) as archive:
+        roots = [n[: -len("data.pkl")] for n in archive.namelist() if n.count("/") == 1 and n.endswith("/data.pkl")]
+        if len(roots) != 1:
+            raise RuntimeError(f"{str(path)!r} is not a TorchScript archive: expected one <root>/data.pkl record")
+        root = roots[0]
+        if f"{root}byteorder" in archive.namelist() and archive.read(f"{root}byteorder").strip() not in (b"", b"little"):
+            raise RuntimeError(f"{str(path)!r} stores big-endian tensors, which this reader does not convert")
+        allowed = _safe_globals()
+        storage_dtypes = _STORAGE_DTYPES
+        storages: dict[str, torch.storage.TypedStorage] = {}
+
+        class ScriptUnpickler(pickle.Unpickler):
+            def find_class(self, module: str, name: str) -> Any:
+                if (module, name) in allowed:
+                    return allowed[(module, name)]
+                if module == "torch" and name in storage_dtypes:
+                    return storage_dtypes[name]
+                if module == "__torch__" or module.startswith("__torch__."):
+                    return _ScriptObject
+                if module == "torch.jit._pickle":  # list builders of old archives; restore_type_tag keeps the value
+                    return (lambda value, *_: value) if name == "restore_type_tag" else list
+                full = f"{module}.{name}"
+                skipped.append(full)
+                return type(f"Skipped[{full}]", (Inert,), {"skipped_global": full})
+
+            def persistent_load(self, pid: Any) -> Any:
+                kind, dtype, key, _location, _numel = pid
+                if kind != "storage" or not isinstance(dtype, torch.dtype):
+                    raise RuntimeError(f"unexpected persistent record {pid!r}")
+                if key not in storages:
+                    raw = bytearray(archive.read(f"{root}data/{key}"))
+                    untyped = torch.frombuffer(raw, dtype=torch.uint8).untyped_storage() if raw else torch.UntypedStorage(0)
+                    storages[key] = torch.storage.TypedStorage(wrap_storage=untyped, dtype=dtype, _internal=True)
+                return storages[key]
+
+        with archive.open(f"{root}data.pkl") as data:
+            top = ScriptUnpickler(data).load()
+    if not isinstance(top, _ScriptObject):
+        raise RuntimeError(f"{str(path)!r}: the archive's data.pkl holds {type(top).__name__}, not a TorchScript module")
+    tensors: dict[str, torch.Tensor] = {}
+    _script_tensors(top, "", tensors)
+    return tensors, skipped

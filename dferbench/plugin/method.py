@@ -52,15 +52,36 @@ class Monitor:
     ``test_clips``: the method evaluates after each epoch and keeps the weights of the
     epoch with the best test WAR (the paper's protocol). With ``last_epoch`` it keeps
     the final weights and never sees the test clips while training.
+
+    The runner also says where the unit's training reports and saves itself (see
+    :func:`dferbench.run.engine.train_module`, which reads these fields): one
+    ``train_module`` call per monitor, since its state file is that training's.
     """
 
     selection: str
     test_clips: ClipSet | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     progress: bool = False
+    # Filled by the runner; the defaults (a direct caller's) keep nothing on disk and print nothing.
+    unit: str = ""  # "dferclip on synthetic fold 1 seed 1", for messages
+    echo: Callable[[str], None] | None = None  # one line per epoch, resume notes
+    history_path: Path | None = None  # per-epoch rows as JSON lines, written as they happen
+    state_path: Path | None = None  # resumable training state, rewritten after every epoch
+    tensorboard_dir: Path | None = None  # TensorBoard event files
+    config_hash: str = ""  # a state saved under another config is not resumed
+    keep_state: bool = False  # keep the state file when the unit has finished
 
     def log(self, **row: Any) -> None:
         self.history.append(row)
+
+    def note(self, message: str) -> None:
+        if self.echo is not None:
+            self.echo(message)
+
+    def finished(self) -> None:
+        """The unit's result is saved: its training state is no longer needed."""
+        if self.state_path is not None and not self.keep_state:
+            self.state_path.unlink(missing_ok=True)
 
 
 class Method(Protocol):

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from dferbench.report import metrics
 from dferbench.errors import DferbenchError, unknown_name
 from dferbench.report import stats
 from dferbench.run.results import iter_results
@@ -67,7 +66,7 @@ def read_unit(result: dict[str, Any]) -> stats.Unit:
         raise DferbenchError(f"{path}: no predictions")
     unit = stats.Unit(int(result["fold"]), int(result["seed"]), np.array(labels), np.array(predictions),
                       tuple(clip_ids))
-    recomputed = metrics.uar(unit.y_true, unit.y_pred)
+    recomputed = stats.score(unit.y_true, unit.y_pred, "uar")
     if abs(recomputed - float(result["uar"])) > 0.01:
         raise DferbenchError(f"{path}: these predictions give UAR {recomputed:.3f}, {json_path.name} says "
                              f"{float(result['uar']):.3f}; the two files are not from the same run: rerun the unit")
@@ -154,8 +153,7 @@ def compare_against_all(results_dir: Path, a: str, dataset: str, metric: str = "
         raise DferbenchError(f"{dataset}: {unknown_name('run name', a, rows)}")
     if len(rows) < 2:
         raise DferbenchError(f"{dataset}: {a!r} is the only row; nothing to compare it with")
-    score = metrics.uar if metric == "uar" else metrics.war
-    return AgainstAll(dataset, metric, a, float(np.mean([score(u.y_true, u.y_pred) for u in rows[a]])),
+    return AgainstAll(dataset, metric, a, float(np.mean([stats.score(u.y_true, u.y_pred, metric) for u in rows[a]])),
                       stats.row_interval(rows[a], metric, n_resamples, confidence, seed),
                       stats.against_all(rows, a, metric, n_resamples, confidence, seed), confidence)
 

@@ -1,19 +1,28 @@
-"""Leaderboards built from result files only: Markdown tables and confusion-matrix PNGs.
+"""Leaderboards built from result files only: one Markdown page per dataset, and confusion-matrix PNGs.
 
-Never builds a model. Each row aggregates the units of one run name (model + variant)
-and selection policy: UAR and WAR as mean ± sample std over every (fold, seed) unit.
-Published numbers are shown in a separate table, marked as reported, with their source.
+Never builds a model. Each reproduced row aggregates the units of one run name (model +
+variant) under one selection policy: UAR and WAR as mean ± sample std over every (fold,
+seed) unit, with the statistics of :mod:`dferbench.report.rowstats` (intervals, the test
+against the best row, rank intervals, per-class recall). Published numbers are shown in a
+separate table, marked as reported, each with its source. Invalid result files are
+refused, each named (:mod:`dferbench.report.inputs`), unless the caller skips them.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from statistics import fmean, stdev
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from dferbench.run.results import iter_results
+from dferbench.errors import DferbenchError, unknown_name
+from dferbench.files import replacing
+from dferbench.report import inputs
+from dferbench.report.confusion import confusion_png
+from dferbench.report.markdown import page, summary
+from dferbench.run.results import PROTOCOL_GLOBS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -27,11 +36,16 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "._+-" else "-" for c in text).strip("-")
 
 
-def _pm(values: Any) -> str:
-    """``mean ± sample std`` of a pandas Series, or the value alone for one unit."""
+def _pm(values: list[float]) -> str:
+    """``mean ± sample std``, or the value alone for one unit. Exactly rounded (fsum, fractions),
+    so the printed digits never depend on the order of summation."""
     if len(values) == 1:
-        return f"{values.iloc[0]:.2f}"
-    return f"{values.mean():.2f} ± {values.std(ddof=1):.2f}"
+        return f"{values[0]:.2f}"
+    return f"{fmean(values):.2f} ± {stdev(values):.2f}"
+
+
+def _png_name(row: Mapping[str, Any]) -> str:
+    return f"{_slug(row['run_name'])}--{row['selection']}.png"
 
 
 def has_temporal_model(result: Mapping[str, Any]) -> bool:
@@ -39,158 +53,174 @@ def has_temporal_model(result: Mapping[str, Any]) -> bool:
     return bool(result.get("temporal")) and result.get("config", {}).get("model", {}).get("temporal_depth", 1) != 0
 
 
-def aggregate(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Group unit results by (run name, selection); one dict per leaderboard row.
+def aggregate(results: list[dict[str, Any]], *, with_stats: bool = True) -> list[dict[str, Any]]:
+    """Group unit results by (run name, selection); one dict per leaderboard row, best UAR first.
 
     ``units`` keeps the row's unit results (the dicts given, in (fold, seed) order) for
-    reports that show them one by one, such as the site's row pages.
+    reports that show them one by one, such as the site's row pages. With ``with_stats``
+    (the default) the rows also carry the keys of :func:`dferbench.report.rowstats.annotate`.
     """
-    import pandas as pd
-
-    if not results:
-        return []
-    frame = pd.DataFrame(results).sort_values(["fold", "seed"])
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for result in sorted(results, key=lambda r: (r["fold"], r["seed"])):
+        groups.setdefault((result["run_name"], result.get("selection", "last_epoch")), []).append(result)
     rows = []
-    for (run_name, selection), units in frame.groupby(["run_name", "selection"], sort=False):
-        first = units.iloc[0]
+    for (run_name, selection), units in groups.items():
+        first = units[0]
+        uars, wars = [float(u["uar"]) for u in units], [float(u["war"]) for u in units]
         rows.append({
             "run_name": run_name,
             "model": first["model"],
-            "variant": first["variant"],
-            "family": first.get("family", "") or "",
+            "variant": first.get("variant", ""),
+            "family": first.get("family") or "",
             "temporal": has_temporal_model(first),
             "selection": selection,
-            "uar": float(units["uar"].mean()),
-            "uar_text": _pm(units["uar"]),
-            "war": float(units["war"].mean()),
-            "war_text": _pm(units["war"]),
-            "folds": sorted(set(units["fold"])),
-            "seeds": sorted(set(units["seed"])),
-            "confusion": np.sum([np.array(c) for c in units["confusion"]], axis=0),
+            "uar": fmean(uars),
+            "uar_text": _pm(uars),
+            "war": fmean(wars),
+            "war_text": _pm(wars),
+            "folds": sorted({u["fold"] for u in units}),
+            "seeds": sorted({u["seed"] for u in units}),
+            "confusion": np.sum([np.array(u["confusion"]) for u in units], axis=0),
             "classes": first["classes"],
-            "config_hash": ",".join(sorted(set(units["config_hash"]))),
+            "config_hash": ",".join(sorted({u["config_hash"] for u in units})),
             "frames": first["num_frames"],
             "size": first["image_size"],
             "normalize": first["normalize"],
-            "precision": "+".join(sorted(set(units["precision"].fillna("-")))) if "precision" in units else "-",
-            "units": [results[i] for i in units.index],
+            "precision": "+".join(sorted({u.get("precision") or "-" for u in units})),
+            "units": units,
         })
-    rows.sort(key=lambda r: (-r["uar"], r["run_name"]))
+    rows.sort(key=lambda r: (r["selection"] != "last_epoch", r["selection"], -r["uar"], r["run_name"]))
+    if with_stats:
+        from dferbench.report import rowstats
+
+        rowstats.annotate(rows)
     return rows
 
 
-def published_rows(dataset: str) -> list[dict[str, Any]]:
+def published_rows(dataset: str | None = None) -> list[dict[str, Any]]:
+    """Reported (published) results, of ``dataset`` or all, in file order."""
     with PUBLISHED.open("rb") as f:
-        data = tomllib.load(f)
-    rows = []
-    for entry in data.get("result", []):
-        if entry["dataset"] == dataset:
-            rows.append(entry)
-    return rows
+        entries = tomllib.load(f).get("result", [])
+    return [e for e in entries if dataset is None or e["dataset"] == dataset]
 
 
-def confusion_png(row: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cm = np.asarray(row["confusion"], dtype=float)
-    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    n = len(row["classes"])
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 0.8 + 0.55 * n), dpi=80)
-    ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
-    ax.set_xticks(range(n), row["classes"], rotation=60, ha="right", fontsize=7)
-    ax.set_yticks(range(n), row["classes"], fontsize=7)
-    for i in range(n):
-        for j in range(n):
-            ax.text(j, i, f"{100 * norm[i, j]:.0f}", ha="center", va="center", fontsize=6,
-                    color="white" if norm[i, j] > 0.5 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(row["run_name"], fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata={"Software": None})
-    plt.close(fig)
+def known_datasets(results_dir: Path, out_dir: Path | None = None) -> list[str]:
+    """Folders of ``results_dir`` that hold result files (never ``out_dir``, when it lies inside)."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        return []
+    skip = Path(out_dir).resolve() if out_dir is not None else None
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and p.resolve() != skip
+                  and any(inputs.result_files(root, p.name, protocol) for protocol in PROTOCOL_GLOBS))
 
 
-def render(dataset: str, results_dir: Path, *, image_dir: str | None = None) -> tuple[str, list[dict[str, Any]]]:
-    """Markdown for ``dataset`` from the result files under ``results_dir``."""
-    from tabulate import tabulate
+def render(dataset: str, results_dir: Path, *, image_dir: str | None = None,
+           skip_invalid: bool = False) -> tuple[str, list[dict[str, Any]]]:
+    """Markdown for ``dataset`` from the result files under ``results_dir``, and its rows.
 
-    rows = aggregate(list(iter_results(results_dir, dataset)))
-    lines = [
-        f"# Leaderboard: {dataset}",
-        "",
-        "Generated by `dferbench leaderboard` from result files only; do not edit by hand.",
-        "UAR and WAR in %, mean ± sample std over every (fold, seed) unit. "
-        "`selection` is the checkpoint-selection policy: `best_on_test` picks the epoch by test WAR "
-        "(the DFER-CLIP paper's protocol), `last_epoch` keeps the final weights; the two are not comparable. "
-        "`precision`: the arithmetic of the units (bf16 autocast is the default on GPUs, fp32 on the CPU).",
-        "",
-    ]
-    if rows:
-        table = []
-        for r in rows:
-            name = f"[{r['run_name']}]({image_dir}/{_slug(r['run_name'])}--{r['selection']}.png)" if image_dir else r["run_name"]
-            table.append([name, r["family"] or "-", "yes" if r["temporal"] else "no", r["uar_text"], r["war_text"],
-                          len(r["folds"]), len(r["seeds"]), r["selection"], f"{r['frames']}x{r['size']}px",
-                          r["normalize"], r["precision"], r["config_hash"]])
-        headers = ["method", "family", "temporal model", "UAR", "WAR", "folds", "seeds", "selection",
-                   "input", "normalize", "precision", "config hash"]
-        lines += [tabulate(table, headers=headers, tablefmt="pipe", disable_numparse=True), ""]
-    else:
-        lines += ["No results yet: run `dferbench run --model M --dataset " + dataset + "`.", ""]
-    reported = published_rows(dataset)
-    if reported:
-        lines += [
-            "## Reported in papers (not produced by dferbench)",
-            "",
-            tabulate([[e["method"], f"{e['uar']:.2f}", f"{e['war']:.2f}", e.get("selection", "-"), e["source"]]
-                      for e in reported],
-                     headers=["method", "UAR", "WAR", "selection", "source"], tablefmt="pipe", disable_numparse=True),
-            "",
-        ]
-    return "\n".join(lines), rows
+    Raises :class:`~dferbench.report.inputs.InvalidResults` for invalid result files unless
+    ``skip_invalid``; skipped files are then listed on the page.
+    """
+    results, skipped = inputs.checked_results(results_dir, dataset, skip_invalid)
+    rows = aggregate(results)
+    image = (lambda row: f"{image_dir}/{_png_name(row)}") if image_dir else None
+    return page(dataset, rows, published_rows(dataset), _relative(skipped, Path(results_dir)), image), rows
 
 
-def known_datasets(results_dir: Path) -> list[str]:
-    return sorted(p.name for p in Path(results_dir).iterdir() if p.is_dir() and not p.name.startswith(".")) \
-        if Path(results_dir).is_dir() else []
+def summarize(dataset: str, results_dir: Path) -> str:
+    """The first table of ``dataset``'s page (invalid result files skipped and listed): what a
+    run prints when it finishes."""
+    results, skipped = inputs.checked_results(results_dir, dataset, skip_invalid=True)
+    return summary(dataset, aggregate(results), _relative(skipped, Path(results_dir)))
+
+
+def _relative(invalid: list[inputs.Invalid], results_dir: Path) -> list[str]:
+    return [f"{Path(i.path).relative_to(results_dir).as_posix()}: {i.problem}" for i in invalid]
 
 
 def build(results_dir: Path, out_dir: Path, datasets: list[str] | None = None, *, check: bool = False,
-          images: bool = True) -> list[str]:
-    """Write (or with ``check``, compare) ``out_dir/<dataset>.md``, ``robustness-<dataset>.md``
-    for datasets with robustness results and, without ``datasets``, ``transfer.md`` when
-    there are transfer results; return the stale or written paths."""
+          images: bool = True, skip_invalid: bool = False,
+          echo: Callable[[str], None] | None = None) -> list[str]:
+    """Write (or with ``check``, compare) ``out_dir/<dataset>.md`` and the PNGs; return the written
+    (or stale) page paths. Datasets with robustness results also get ``robustness-<dataset>.md``
+    and its plot; without ``datasets``, transfer results give ``transfer.md``.
+
+    Datasets: those given, else every dataset with results and every dataset with reported
+    rows. Every result file of them is checked first; invalid ones raise one
+    :class:`~dferbench.report.inputs.InvalidResults` naming them all, unless ``skip_invalid``,
+    when ``echo`` (a callable taking one line) is told about each and how many were skipped.
+    """
+    results_dir, out_dir = Path(results_dir), Path(out_dir)
+    found = known_datasets(results_dir, out_dir)
+    reported = sorted({e["dataset"] for e in published_rows()})
+    for name in datasets or []:
+        if name not in found and name not in reported:
+            raise DferbenchError(f"{unknown_name('dataset', name, set(found) | set(reported))} (the datasets with "
+                                 f"results under {results_dir} or with reported numbers)")
+    names = datasets or sorted(set(found) | set(reported))
+    invalid = [i for name in names for protocol in PROTOCOL_GLOBS
+               for i in inputs.read_results(results_dir, name, protocol)[1]]
+    if invalid and not skip_invalid:
+        raise inputs.InvalidResults(invalid)
+    echo = echo or print
+    for item in invalid:
+        echo(f"skipped {item}")
+    if invalid:
+        echo(f"skipped {len(invalid)} invalid result file{'s' * (len(invalid) > 1)}")
+    touched = []
+    for dataset in names:
+        markdown, rows = render(dataset, results_dir, image_dir=dataset if images else None, skip_invalid=True)
+        path = out_dir / f"{dataset}.md"
+        if check:
+            if not path.is_file() or path.read_text() != markdown:
+                touched.append(str(path))
+            continue
+        with replacing(path) as tmp:
+            tmp.write_text(markdown)
+        touched.append(str(path))
+        if images:
+            _write_images(dataset, rows, out_dir / dataset)
+    touched += _protocol_pages(results_dir, out_dir, names, every=not datasets, check=check, images=images)
+    return touched
+
+
+def _protocol_pages(results_dir: Path, out_dir: Path, names: list[str], *, every: bool, check: bool,
+                    images: bool) -> list[str]:
+    """``robustness-<dataset>.md`` (and its plot) for each of ``names`` with robustness results;
+    with ``every``, ``transfer.md`` when there are transfer results. Returns the pages written
+    (or, with ``check``, the stale ones)."""
     from dferbench.report import robustness, transfer
-    from dferbench.run.results import iter_results
 
     touched = []
 
     def write(path: Path, markdown: str) -> bool:
         if check:
-            if not path.exists() or path.read_text() != markdown:
+            if not path.is_file() or path.read_text() != markdown:
                 touched.append(str(path))
             return False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(markdown)
+        with replacing(path) as tmp:
+            tmp.write_text(markdown)
         touched.append(str(path))
         return images
 
-    for dataset in datasets or known_datasets(results_dir):
-        image_dir = dataset if images else None
-        markdown, rows = render(dataset, results_dir, image_dir=image_dir)
-        if write(Path(out_dir) / f"{dataset}.md", markdown):
-            for row in rows:
-                confusion_png(row, Path(out_dir) / dataset / f"{_slug(row['run_name'])}--{row['selection']}.png")
-        if next(iter_results(results_dir, dataset, protocol=robustness.PROTOCOL), None) is not None:
+    for dataset in names:
+        if inputs.result_files(results_dir, dataset, robustness.PROTOCOL):
             plot = f"robustness-{dataset}.png"
-            markdown, rows = robustness.render(dataset, results_dir, image=plot if images else None)
-            if write(Path(out_dir) / f"robustness-{dataset}.md", markdown):
-                robustness.plot(rows, Path(out_dir) / plot, dataset)
-    if not datasets and next(iter_results(results_dir, protocol=transfer.PROTOCOL), None) is not None:
-        write(Path(out_dir) / "transfer.md", transfer.render(results_dir)[0])
+            markdown, rows = robustness.render(dataset, results_dir, image=plot if images else None, skip_invalid=True)
+            if write(out_dir / f"robustness-{dataset}.md", markdown):
+                robustness.plot(rows, out_dir / plot, dataset)
+    if every and any(inputs.result_files(results_dir, d, transfer.PROTOCOL) for d in names):
+        write(out_dir / "transfer.md", transfer.render(results_dir, names, skip_invalid=True)[0])
     return touched
+
+
+def _write_images(dataset: str, rows: list[dict[str, Any]], folder: Path) -> None:
+    """One PNG per row; PNGs of rows that no longer exist are removed."""
+    wanted = {_png_name(r): r for r in rows}
+    for name, row in wanted.items():
+        confusion_png(dataset, row, folder / name)
+    if folder.is_dir():
+        for old in folder.glob("*--*.png"):
+            if old.name not in wanted:
+                old.unlink()

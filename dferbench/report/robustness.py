@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from dferbench.data.corruptions import CLEAN, CORRUPTIONS, SEVERITIES, mean_corruption_error
-from dferbench.run.results import iter_results
+from dferbench.report import inputs
 
 BASELINE = "zeroshot-clip[text=descriptors]"
 """The row the normalised mCE divides by, ImageNet-C's AlexNet: the zero-shot CLIP with
@@ -63,10 +63,12 @@ class Row:
                 for r in recs if (r["fold"], r["seed"]) in units]
 
 
-def rows(results_dir: Path, dataset: str) -> list[Row]:
-    """The robustness rows of ``dataset`` under ``results_dir``, by clean UAR (best first)."""
+def rows(results_dir: Path, dataset: str, skip_invalid: bool = False) -> list[Row]:
+    """The robustness rows of ``dataset`` under ``results_dir``, by clean UAR (best first).
+    Invalid result files raise :class:`~dferbench.report.inputs.InvalidResults` unless
+    ``skip_invalid``."""
     found: dict[str, Row] = {}
-    for result in iter_results(results_dir, dataset, protocol=PROTOCOL):
+    for result in inputs.checked_results(results_dir, dataset, skip_invalid, PROTOCOL)[0]:
         row = found.setdefault(result["run_name"], Row(result["run_name"]))
         row.cells.setdefault((result["corruption"], int(result["severity"])), []).append(result)
     out = [r for r in found.values() if r.units]
@@ -87,12 +89,12 @@ def _num(value: float | None, digits: int = 1) -> str:
 
 
 def render(dataset: str, results_dir: Path, *, baseline: str = BASELINE, image: str | None = None,
-           n_resamples: int = 1000) -> tuple[str, list[Row]]:
+           n_resamples: int = 1000, skip_invalid: bool = False) -> tuple[str, list[Row]]:
     """Markdown of ``dataset``'s robustness rows; ``image``: the plot's path relative to the
     Markdown file; ``n_resamples`` = 0 leaves the intervals out."""
     from tabulate import tabulate
 
-    found = rows(Path(results_dir), dataset)
+    found = rows(Path(results_dir), dataset, skip_invalid)
     by_name = {r.run_name: r for r in found}
     base = by_name.get(baseline)
     lines = [

@@ -35,6 +35,12 @@ each clip counts, so all resamples are one product ``counts [R, N] @ contributio
 the counts coming from one ``bincount`` of (resample, draw) codes per stratum. The paired
 permutation test flips the sign of each clip's a-minus-b contribution: ``signs [R, N] @ d
 [N]``. No Python loop runs over resamples; memory is ``R x`` (clips of the largest stratum).
+
+Every such product goes through :func:`_weighted_sums`, which gives the same bits on every
+CPU, BLAS build and thread count (a plain float matmul sums in an order that depends on
+them, and one last bit can flip a printed digit where a number sits on a rounding
+boundary, as rationals with small denominators often do): committed leaderboards are
+compared byte for byte.
 """
 
 from __future__ import annotations
@@ -44,7 +50,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from dferbench.report import metrics
 from dferbench.errors import DferbenchError, unknown_name
 
 METRICS = ("uar", "war")
@@ -109,6 +114,16 @@ class VarianceComponents:
     n_folds: int
     n_units: int
     note: str
+
+
+@dataclass(frozen=True)
+class RowIntervals:
+    """What :func:`row_intervals` gives for one row (percent; the rank among the rows given)."""
+
+    uar: tuple[float, float]
+    war: tuple[float, float]
+    recall: list[tuple[float, float, float] | None]  #: per class (recall, low, high); None: no test clip
+    rank: tuple[int, int]  #: (best, worst) UAR rank, 1 = highest
 
 
 @dataclass(frozen=True)
@@ -223,8 +238,61 @@ class _Clips:
             n = len(cols)
             draws = rng.integers(0, n, size=(n_resamples, n))
             counts = np.bincount((draws + n * offsets).ravel(), minlength=n_resamples * n)
-            out += counts.reshape(n_resamples, n).astype(np.float64) @ values[cols]
+            out += _weighted_sums(counts.reshape(n_resamples, n).astype(np.float64), values[cols])
         return out
+
+
+def _weighted_sums(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``counts [R, n] @ values [n, K]`` for integer-valued ``counts``, bit-identical everywhere.
+
+    Each column's distinct values are tallied exactly (``counts @ one-hot`` holds only
+    integers below 2**53, so any summation order gives the same result), then summed value
+    by value in ascending order with elementwise arithmetic: the same operations in the
+    same order on every machine. Contributions take few distinct values per column (one
+    weight per fold and class of a stratum), so the one-hot matrix stays small.
+    """
+    live = np.flatnonzero(values.any(axis=0))  # a column of zeros sums to exactly zero
+    out = np.zeros((len(counts), values.shape[1]))
+    if len(values) == 0 or len(live) == 0:
+        return out
+    values = values[:, live]
+    n, k = values.shape
+    order = np.argsort(values, axis=0, kind="stable")
+    ascending = np.take_along_axis(values, order, axis=0)
+    rank = np.cumsum(np.vstack([np.zeros((1, k), bool), ascending[1:] != ascending[:-1]]), axis=0)  # [n, K]
+    m = int(rank.max()) + 1  # most distinct values in a column
+    table = np.zeros((k, m))  # [K, m]: each column's distinct values, ascending, zero-padded
+    table[np.arange(k)[None, :], rank] = ascending
+    code = np.empty_like(rank)
+    np.put_along_axis(code, order, rank, axis=0)
+    onehot = np.zeros((n, k * m))
+    onehot[np.arange(n)[:, None], np.arange(k) * m + code] = 1.0
+    tallies = (counts @ onehot).reshape(len(counts), k, m)  # exact integers
+    sums = np.zeros((len(counts), k))
+    for j in range(m):  # a padded value has no tally and adds an exact zero
+        sums += table[:, j] * tallies[:, :, j]
+    out[:, live] = sums
+    return out
+
+
+def _total(values: np.ndarray) -> np.ndarray:
+    """Column sums ``[K]`` of ``values [n, K]``, in the same order of operations as a resample."""
+    return _weighted_sums(np.ones((1, len(values))), values)[0]
+
+
+def score(y_true: Sequence[int], y_pred: Sequence[int], metric: str = "uar") -> float:
+    """UAR or WAR in percent of one prediction set (class ids ``[N]``): the numbers of
+    :func:`dferbench.report.metrics.uar` and ``war``, in numpy alone, so that reports that
+    only read predictions never import scikit-learn (a second of start-up)."""
+    _check_metric(metric)
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    correct = y_true == y_pred
+    if metric == "war":
+        return 100.0 * float(correct.mean())
+    support = np.bincount(y_true)
+    hits = np.bincount(y_true[correct], minlength=len(support))
+    present = support > 0
+    return 100.0 * float((hits[present] / support[present]).mean())
 
 
 def _check_metric(metric: str) -> None:
@@ -257,9 +325,9 @@ def _permutation_p(diff: np.ndarray, n_resamples: int, rng: np.random.Generator)
     ``(1 + #{|flipped| >= |observed|}) / (1 + n_resamples)``: the Monte Carlo permutation
     p-value, valid at every ``n_resamples`` (Phipson & Smyth 2010)."""
     d = diff[diff != 0]  # a zero contribution flips to itself
-    observed = abs(d.sum())
+    observed = abs(_total(d[:, None])[0])
     signs = 1.0 - 2.0 * rng.integers(0, 2, size=(n_resamples, len(d)), dtype=np.int8)
-    flipped = np.abs(signs @ d)
+    flipped = np.abs(_weighted_sums(signs, d[:, None])[:, 0])
     tolerance = 1e-9 * max(1.0, observed)  # equal sums added in another order
     return float((1 + np.count_nonzero(flipped >= observed - tolerance)) / (1 + n_resamples))
 
@@ -309,6 +377,21 @@ def paired_row_test(units_a: Sequence[Unit], units_b: Sequence[Unit], metric: st
     DferbenchError, as do units of one fold that score different clips.
     """
     _check(metric, n_resamples, confidence)
+    clips, a, b = _paired(units_a, units_b, metric)
+    boot_rng, perm_rng = _rngs(seed)
+    draws = clips.bootstrap((a - b)[:, None], n_resamples, boot_rng)
+    low, high = _percentiles(draws[:, 0], confidence)
+    return PairedTest(
+        a=float(_total(a[:, None])[0]), b=float(_total(b[:, None])[0]), difference=float(_total((a - b)[:, None])[0]),
+        ci=(float(low), float(high)),
+        p_value=_permutation_p(a - b, n_resamples, perm_rng), n_resamples=n_resamples,
+        method=f"paired permutation test ({n_resamples} random swaps of a/b per test clip, all seeds of its fold "
+               f"together; two-sided); "
+               f"{confidence:.0%} interval: stratified paired bootstrap, percentile")
+
+
+def _paired(units_a: Sequence[Unit], units_b: Sequence[Unit], metric: str) -> tuple[_Clips, np.ndarray, np.ndarray]:
+    """The clips of two rows scored on the same units, and each row's contributions ``[N]``."""
     keys_a = {(u.fold, u.seed) for u in units_a}
     keys_b = {(u.fold, u.seed) for u in units_b}
     if keys_a != keys_b:
@@ -317,16 +400,16 @@ def paired_row_test(units_a: Sequence[Unit], units_b: Sequence[Unit], metric: st
         raise DferbenchError(f"the two rows are not scored on the same units ({listed}"
                              f"{', ...' if len(alone) > 4 else ''}): run the missing units or compare other rows")
     clips = _Clips({"a": units_a, "b": units_b})
-    a, b = clips.contributions("a", metric), clips.contributions("b", metric)
-    boot_rng, perm_rng = _rngs(seed)
-    draws = clips.bootstrap((a - b)[:, None], n_resamples, boot_rng)
-    low, high = _percentiles(draws[:, 0], confidence)
-    return PairedTest(
-        a=float(a.sum()), b=float(b.sum()), difference=float((a - b).sum()), ci=(float(low), float(high)),
-        p_value=_permutation_p(a - b, n_resamples, perm_rng), n_resamples=n_resamples,
-        method=f"paired permutation test ({n_resamples} random swaps of a/b per test clip, all seeds of its fold "
-               f"together; two-sided); "
-               f"{confidence:.0%} interval: stratified paired bootstrap, percentile")
+    return clips, clips.contributions("a", metric), clips.contributions("b", metric)
+
+
+def paired_p_value(units_a: Sequence[Unit], units_b: Sequence[Unit], metric: str = "uar", n_resamples: int = 1000,
+                   seed: int = 0) -> float:
+    """The ``p_value`` of :func:`paired_row_test` with the same arguments, bit for bit, without
+    the bootstrap interval of the difference (for many tests where only the p-value is shown)."""
+    _check(metric, n_resamples, 0.95)
+    _, a, b = _paired(units_a, units_b, metric)
+    return _permutation_p(a - b, n_resamples, _rngs(seed)[1])
 
 
 def paired_test(y_true: Sequence[int], pred_a: Sequence[int], pred_b: Sequence[int], metric: str = "uar",
@@ -349,7 +432,7 @@ def per_class_recall_ci(units: Sequence[Unit], n_classes: int, n_resamples: int 
     values = clips.recall_contributions("row", n_classes)
     low, high = _percentiles(clips.bootstrap(values, n_resamples, _rngs(seed)[0]), confidence)
     present = np.bincount(clips.labels, minlength=n_classes) > 0
-    recall = values.sum(axis=0)
+    recall = _total(values)
     return [(float(recall[c]), float(low[c]), float(high[c])) if present[c] else None for c in range(n_classes)]
 
 
@@ -365,11 +448,47 @@ def rank_intervals(rows: Mapping[str, Sequence[Unit]], metric: str = "uar", n_re
     clips = _Clips(rows)
     values = np.stack([clips.contributions(name, metric) for name in rows], axis=1)
     draws = clips.bootstrap(values, n_resamples, _rngs(seed)[0])  # [R, rows]
+    return dict(zip(rows, _rank_interval(draws, confidence)))
+
+
+def _rank_interval(draws: np.ndarray, confidence: float) -> list[tuple[int, int]]:
+    """Per column of ``draws [R, rows]``: the ``(best, worst)`` rank interval; ties take the better rank."""
     ranks = 1 + (draws[:, None, :] > draws[:, :, None]).sum(axis=2)  # [R, rows]: rows scoring higher, plus one
     tail = (1 - confidence) / 2
     best = np.quantile(ranks, tail, axis=0, method="lower")
     worst = np.quantile(ranks, 1 - tail, axis=0, method="higher")
-    return {name: (int(lo), int(hi)) for name, lo, hi in zip(rows, best, worst)}
+    return [(int(lo), int(hi)) for lo, hi in zip(best, worst)]
+
+
+def row_intervals(rows: Mapping[str, Sequence[Unit]], n_classes: int, n_resamples: int = 1000,
+                  confidence: float = 0.95, seed: int = 0) -> dict[str, RowIntervals]:
+    """What a leaderboard shows of each row, from one stratified draw of clips shared by all rows.
+
+    Per row: the intervals of :func:`row_interval` (UAR and WAR), :func:`per_class_recall_ci`
+    and the UAR rank of :func:`rank_intervals` among ``rows``. Rows that score a fold must
+    score the same clips on it. Where the rows score the same folds, each number is the one
+    those functions give row by row with the same seed, bit for bit (the draws depend only
+    on the clips, and each column is summed on its own); here the clips are drawn once.
+    """
+    _check("uar", n_resamples, confidence)
+    clips = _Clips(rows)
+    if clips.labels.max() >= n_classes:
+        raise DferbenchError(f"class id {clips.labels.max()} in the test labels, but n_classes is {n_classes}")
+    blocks = [np.column_stack([clips.contributions(name, "uar"), clips.contributions(name, "war"),
+                               clips.recall_contributions(name, n_classes)]) for name in rows]
+    values = np.concatenate(blocks, axis=1)  # [N, rows x (2 + n_classes)]
+    draws = clips.bootstrap(values, n_resamples, _rngs(seed)[0]).reshape(n_resamples, len(rows), 2 + n_classes)
+    low, high = _percentiles(draws, confidence)  # [rows, 2 + n_classes] each
+    ranks = _rank_interval(draws[:, :, 0], confidence)
+    present = np.bincount(clips.labels, minlength=n_classes) > 0
+    out = {}
+    for r, name in enumerate(rows):
+        recall = _total(blocks[r][:, 2:])
+        out[name] = RowIntervals(
+            (float(low[r, 0]), float(high[r, 0])), (float(low[r, 1]), float(high[r, 1])),
+            [(float(recall[c]), float(low[r, 2 + c]), float(high[r, 2 + c])) if present[c] else None
+             for c in range(n_classes)], ranks[r])
+    return out
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -424,10 +543,9 @@ def variance_components(units: Sequence[Unit], metric: str = "uar") -> VarianceC
     _check_metric(metric)
     if not units:
         raise DferbenchError("no units to score")
-    score = {"uar": metrics.uar, "war": metrics.war}[metric]
     by_fold: dict[int, list[float]] = {}
     for unit in units:
-        by_fold.setdefault(unit.fold, []).append(score(unit.y_true, unit.y_pred))
+        by_fold.setdefault(unit.fold, []).append(score(unit.y_true, unit.y_pred, metric))
     groups = [np.asarray(v) for v in by_fold.values()]
     values = np.concatenate(groups)
     n, f = len(values), len(groups)

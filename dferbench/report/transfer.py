@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from dferbench.run.results import iter_results
+from dferbench.report import inputs
 
 PROTOCOL = "transfer"
 
@@ -32,18 +32,26 @@ def _cell(records: list[dict[str, Any]], n_resamples: int) -> str:
     return f"{uar:.1f}{interval} / {war:.1f} ({len(records)})"
 
 
-def matrices(results_dir: Path) -> dict[tuple[str, str], dict[tuple[str, str], list[dict[str, Any]]]]:
-    """``(run name, train fold) -> {(train dataset, test dataset): records}``, the diagonal
-    ``(d, d)`` holding the plain runs of ``d`` on the folds and seeds the column's transfer
-    cells test (absent when there are none)."""
+def matrices(results_dir: Path, datasets: list[str] | None = None, skip_invalid: bool = False
+             ) -> dict[tuple[str, str], dict[tuple[str, str], list[dict[str, Any]]]]:
+    """``(run name, train fold) -> {(train dataset, test dataset): records}`` over the test
+    datasets ``datasets`` (default: every folder of ``results_dir``), the diagonal ``(d, d)``
+    holding the plain runs of ``d`` on the folds and seeds the column's transfer cells test
+    (absent when there are none). Invalid result files raise
+    :class:`~dferbench.report.inputs.InvalidResults` unless ``skip_invalid``."""
+    root = Path(results_dir)
+    if datasets is None:
+        datasets = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+            if root.is_dir() else []
     found: dict[tuple[str, str], dict[tuple[str, str], list[dict[str, Any]]]] = {}
-    for r in iter_results(results_dir, protocol=PROTOCOL):
-        found.setdefault((r["run_name"], str(r["train_fold"])), {}).setdefault(
-            (r["train_dataset"], r["dataset"]), []).append(r)
     plain: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in iter_results(results_dir):
-        if r.get("selection", "last_epoch") == "last_epoch":
-            plain.setdefault((r["run_name"], r["dataset"]), []).append(r)
+    for dataset in datasets:
+        for r in inputs.checked_results(root, dataset, skip_invalid, PROTOCOL)[0]:
+            found.setdefault((r["run_name"], str(r["train_fold"])), {}).setdefault(
+                (r["train_dataset"], r["dataset"]), []).append(r)
+        for r in inputs.checked_results(root, dataset, skip_invalid)[0]:
+            if r.get("selection", "last_epoch") == "last_epoch":
+                plain.setdefault((r["run_name"], r["dataset"]), []).append(r)
     for (run_name, _), cells in found.items():
         datasets = {d for pair in list(cells) for d in pair}
         for d in datasets:
@@ -54,11 +62,12 @@ def matrices(results_dir: Path) -> dict[tuple[str, str], dict[tuple[str, str], l
     return found
 
 
-def render(results_dir: Path, *, n_resamples: int = 1000) -> tuple[str, dict[Any, Any]]:
-    """Markdown of every transfer matrix under ``results_dir``."""
+def render(results_dir: Path, datasets: list[str] | None = None, *, n_resamples: int = 1000,
+           skip_invalid: bool = False) -> tuple[str, dict[Any, Any]]:
+    """Markdown of every transfer matrix under ``results_dir`` (see :func:`matrices`)."""
     from tabulate import tabulate
 
-    found = matrices(Path(results_dir))
+    found = matrices(Path(results_dir), datasets, skip_invalid)
     lines = [
         "# Cross-dataset transfer",
         "",

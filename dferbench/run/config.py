@@ -51,6 +51,9 @@ CORE_DEFAULTS: Config = {
         "device": "auto",
         "precision": "auto",  # bf16 autocast on CUDA (Ampere or later), else fp32; "fp32" forces fp32
         "compile": False,  # torch.compile the network for training
+        "save_state": True,  # save the training state after every epoch: a killed unit resumes
+        "keep_state": False,  # keep that state when the unit has finished
+        "tensorboard": False,  # TensorBoard events in the unit's folder (pip install 'dferbench[tensorboard]')
     },
     "protocol": {
         "folds": [],  # empty = every fold of the dataset
@@ -63,7 +66,8 @@ CORE_DEFAULTS: Config = {
 # of one unit: they stay out of the config hash and out of variant names.
 NON_SEMANTIC_KEYS = {
     "data.root", "data.annotations", "data.workers", "data.pipeline", "data.prefetch", "train.device", "train.compile",
-    "train.eval_batch_size", "protocol.folds", "protocol.seeds",
+    "train.eval_batch_size", "train.save_state", "train.keep_state", "train.tensorboard", "protocol.folds",
+    "protocol.seeds",
 }
 
 
@@ -151,6 +155,10 @@ def validate(config: Config) -> None:
     if config["data"]["prefetch"] < -1:
         raise DferbenchError(f"data.prefetch must be -1 (auto), 0 (off) or a number of batches, "
                              f"got {config['data']['prefetch']}")
+    if config["train"]["tensorboard"]:
+        from dferbench.run.training_log import require_tensorboard
+
+        require_tensorboard()
     protocol = config["protocol"]
     if protocol["selection"] not in SELECTION_POLICIES:
         raise DferbenchError(

@@ -13,10 +13,10 @@ plain fp32 loop, step for step.
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import random
 import time
+from functools import partial
 from typing import Any, Callable
 
 import numpy as np
@@ -28,8 +28,11 @@ from dferbench.run import distributed as dist
 from dferbench.data.loader import ClipSet
 from dferbench.errors import DferbenchError
 from dferbench.plugin.method import Monitor, require_training_clips
+from dferbench.report.metrics import uar as uar_metric
 from dferbench.report.metrics import war as war_metric
 from dferbench.run.progress import progress
+from dferbench.run.resume import TrainingState, UnusableState, load_state, save_state, trained_weights
+from dferbench.run.training_log import TrainingLog, format_duration
 
 PRECISIONS = ("auto", "bf16", "fp32")
 
@@ -165,9 +168,16 @@ def train_module(
     DistributedDataParallel averages the gradients, so the steps are those of a single
     process (up to floating-point summation order).
 
-    Returns facts to record: epochs run, the selected epoch, seconds per epoch, the
-    effective precision and data pipeline (workers, batches finished ahead on the device),
-    the number of processes.
+    Each finished epoch is reported as :mod:`dferbench.run.training_log` describes (a
+    row in ``monitor.history``, and the line, history file and TensorBoard events the
+    monitor asks for). With ``monitor.state_path`` the training state is saved after
+    every epoch (:mod:`dferbench.run.resume`) and a training that finds a state of its
+    own there resumes after the epoch it records.
+
+    Returns facts to record: epochs run, the selected epoch, seconds per epoch (training
+    and scoring), the effective precision and data pipeline (workers, batches finished
+    ahead on the device), the number of processes; with a state path, the epoch resumed
+    after, the state's size and the seconds per epoch spent saving it.
     """
     _check_precision(precision)
     require_training_clips(train)
@@ -178,49 +188,60 @@ def train_module(
         raise DferbenchError(f"train.batch_size {batch_size} must be divisible by the {world} processes of "
                              "this torchrun job (each takes an equal share of every batch)")
     module.to(device)
+    state_key = {"config_hash": monitor.config_hash, "seed": seed, "epochs": epochs}
+    state = _resume(monitor, module, optimizer, scheduler, key=state_key, device=device, epochs=epochs)
+    monitor.history.extend(state.history)
     net = wrap_for_training(module, device, compile=compile)
     stream = train.batches(train=True, batch_size=batch_size, device=device, seed=seed, drop_last=drop_last,
                            rank=rank, world=world)
-    sync_every_step = device == "cpu" and world == 1  # free on the CPU: stop at the first bad step
-    best_war, best_epoch, best_state = -1.0, epochs, None
-    start = time.perf_counter()
-    for epoch in range(epochs):
-        module.train()
-        total = torch.zeros((), dtype=torch.float64, device=device)
-        bad = torch.zeros((), dtype=torch.float64, device=device)
-        n = 0
-        bar = progress(stream.epoch(epoch), desc=f"epoch {epoch + 1}/{epochs}", total=len(stream),
-                       enabled=monitor.progress if rank == 0 else False)
-        for video, labels, _, global_size in bar:
-            scale = len(labels) * world / global_size
-            loss = train_step(net, optimizer, video, labels, device=device, precision=precision,
-                              loss_fn=loss_fn, loss_scale=scale)
-            if sync_every_step and not torch.isfinite(loss):
-                raise DferbenchError(f"training loss became {loss.item()} at epoch {epoch + 1}: "
-                                     "lower the learning rate")
-            total += loss.double() * len(labels)
-            bad += (~torch.isfinite(loss)).double()
-            n += len(labels)
-        total_sum, bad_sum, n_sum = dist.all_reduce_sum([total.item(), bad.item(), float(n)], device)
-        if bad_sum or not np.isfinite(total_sum):
-            raise DferbenchError(f"training loss became non-finite in epoch {epoch + 1}: lower the learning rate")
-        if scheduler is not None:
-            scheduler.step()
-        row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total_sum / max(n_sum, 1)}
-        if monitor.selection == "best_on_test" and monitor.test_clips is not None:
-            logits = predict_module(module, monitor.test_clips, batch_size=eval_batch_size, device=device,
-                                    precision=precision, enabled_progress=False)
-            row["test_war"] = war_metric(monitor.test_clips.labels, logits.argmax(1))
-            if row["test_war"] > best_war:
-                best_war, best_epoch = row["test_war"], epoch + 1
-                best_state = copy.deepcopy(module.state_dict())
-        monitor.log(**row)
-    if best_state is not None:
-        module.load_state_dict(best_state)
-    return {
+    main = rank == 0
+    log = TrainingLog(epochs=epochs, history_path=monitor.history_path if main else None,
+                      echo=monitor.echo if main else None, tensorboard_dir=monitor.tensorboard_dir if main else None,
+                      group_names=[str(g.get("name", i)) for i, g in enumerate(optimizer.param_groups)])
+    log.start(state.history)
+    resumed_after, state_bytes, state_seconds = state.epoch, 0, 0.0
+    show_bar = bool(monitor.progress) and main
+    try:
+        for epoch in range(state.epoch, epochs):
+            started = time.perf_counter()
+            lrs = [float(g["lr"]) for g in optimizer.param_groups]
+            module.train()
+            bar = progress(stream.epoch(epoch), desc=f"epoch {epoch + 1}/{epochs}", total=len(stream),
+                           enabled=show_bar)
+            postfix = partial(_bar_text, lrs=lrs, pace=_mean_seconds(state.history),
+                              later=epochs - epoch - 1) if show_bar else None
+            total_sum, n_sum = _train_epoch(net, optimizer, bar, len(stream), device=device, precision=precision,
+                                            loss_fn=loss_fn, world=world, epoch=epoch, postfix=postfix)
+            if scheduler is not None:
+                scheduler.step()
+            row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total_sum / max(n_sum, 1), "lr": lrs}
+            if monitor.selection == "best_on_test" and monitor.test_clips is not None:
+                logits = predict_module(module, monitor.test_clips, batch_size=eval_batch_size, device=device,
+                                        precision=precision, enabled_progress=False)
+                predicted = logits.argmax(1)
+                row["test_uar"] = uar_metric(monitor.test_clips.labels, predicted)
+                row["test_war"] = war_metric(monitor.test_clips.labels, predicted)
+                if row["test_war"] > state.best_war:
+                    state.best_war, state.best_epoch = row["test_war"], epoch + 1
+                    state.best_weights = trained_weights(module, copy=True)
+            row["seconds"] = round(time.perf_counter() - started, 3)
+            monitor.log(**row)
+            state.history.append(row)
+            state.epoch = epoch + 1
+            log.epoch(row)
+            if monitor.state_path is not None and main:
+                saving = time.perf_counter()
+                state_bytes = save_state(monitor.state_path, state, module, optimizer, scheduler, key=state_key,
+                                         device=device)
+                state_seconds += time.perf_counter() - saving
+    finally:
+        log.close()
+    if state.best_weights is not None:
+        module.load_state_dict(state.best_weights, strict=False)
+    info = {
         "epochs": epochs,
-        "selected_epoch": best_epoch,
-        "seconds_per_epoch": (time.perf_counter() - start) / max(epochs, 1),
+        "selected_epoch": state.best_epoch if state.best_weights is not None else epochs,
+        "seconds_per_epoch": _mean_seconds(state.history) or 0.0,
         "precision": effective_precision(device, precision),
         "data_pipeline": stream.pipeline,
         "data_workers": stream.workers,
@@ -228,3 +249,79 @@ def train_module(
         "world_size": world,
         "compile": bool(compile),
     }
+    if monitor.state_path is not None:
+        info.update(resumed_after_epoch=resumed_after, state_bytes=state_bytes,
+                    state_seconds_per_epoch=state_seconds / max(epochs - resumed_after, 1))
+    return info
+
+
+def _train_epoch(net: nn.Module, optimizer: torch.optim.Optimizer, batches: Any, n_batches: int, *, device: str,
+                 precision: str, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], world: int,
+                 epoch: int, postfix: Callable[[float, float, float], str] | None) -> tuple[float, float]:
+    """One pass over ``batches``; returns (summed loss x clips, clips) over all ranks.
+    ``postfix(running loss, seconds so far, fraction done)`` feeds the progress bar."""
+    sync_every_step = device == "cpu" and world == 1  # free on the CPU: stop at the first bad step
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    bad = torch.zeros((), dtype=torch.float64, device=device)
+    n = 0
+    started = shown = time.perf_counter()
+    for step, (video, labels, _, global_size) in enumerate(batches, 1):
+        scale = len(labels) * world / global_size
+        loss = train_step(net, optimizer, video, labels, device=device, precision=precision,
+                          loss_fn=loss_fn, loss_scale=scale)
+        if sync_every_step and not torch.isfinite(loss):
+            raise DferbenchError(f"training loss became {loss.item()} at epoch {epoch + 1}: "
+                                 "lower the learning rate")
+        total += loss.double() * len(labels)
+        bad += (~torch.isfinite(loss)).double()
+        n += len(labels)
+        if postfix is not None and (step == 1 or time.perf_counter() - shown > 0.5):  # a host sync twice a second
+            shown = time.perf_counter()
+            batches.set_postfix_str(postfix(total.item() / max(n, 1), shown - started, step / n_batches))
+    total_sum, bad_sum, n_sum = dist.all_reduce_sum([total.item(), bad.item(), float(n)], device)
+    if bad_sum or not np.isfinite(total_sum):
+        raise DferbenchError(f"training loss became non-finite in epoch {epoch + 1}: lower the learning rate")
+    return total_sum, n_sum
+
+
+def _resume(monitor: Monitor, module: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, *,
+            key: dict[str, Any], device: str, epochs: int) -> TrainingState:
+    """The state to go on from: the one at ``monitor.state_path`` when it is this
+    training's (said in one line), else a fresh start (with a note saying why)."""
+    path = monitor.state_path
+    if path is None:
+        return TrainingState()
+    rank, world = dist.rank_world()
+    found = dist.broadcast_object(path.is_file() if rank == 0 else None)
+    if not found:
+        return TrainingState()
+    try:
+        state = load_state(path, module, optimizer, scheduler, key=key, device=device)
+        problem = ""
+    except UnusableState as exc:
+        state, problem = TrainingState(), str(exc)
+    if world > 1:
+        problems = dist.all_gather_object(problem)
+        if any(problems) and not all(problems):
+            raise DferbenchError(f"the training state {path} is usable by some processes of this job but not by "
+                                 f"others ({next(p for p in problems if p)}): put --output on a file system that "
+                                 "every process sees")
+    if rank == 0:  # one line per job, as for the epochs
+        unit = monitor.unit or "training"
+        monitor.note(f"note  not resuming {unit} from {path}: {problem}; starting at epoch 1" if problem else
+                     f"resuming {unit} after epoch {state.epoch}/{epochs} (training state {path})")
+    return state
+
+
+def _mean_seconds(rows: list[dict[str, Any]]) -> float | None:
+    return sum(r["seconds"] for r in rows) / len(rows) if rows else None
+
+
+def _bar_text(loss: float, elapsed: float, fraction: float, *, lrs: list[float], pace: float | None,
+              later: int) -> str:
+    """Progress-bar postfix: the epoch's running loss, the learning rates and the time left
+    in all: the rest of this epoch (``fraction`` done in ``elapsed`` s), then ``later``
+    epochs at ``pace`` s each (the finished epochs' mean; this epoch's pace before any)."""
+    this_epoch = elapsed / fraction
+    left = this_epoch - elapsed + (pace if pace is not None else this_epoch) * later
+    return f"loss {loss:.4g}  lr {'/'.join(f'{lr:.3g}' for lr in lrs)}  eta {format_duration(left)}"

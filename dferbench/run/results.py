@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -54,11 +54,17 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def predictions_csv(clip_ids: list[str], labels: np.ndarray, logits: np.ndarray, classes: list[str]) -> str:
+    """One row per test clip: ``clip_id, label, prediction`` (class ids), ``logit_<class>``
+    for each class (``logits`` is ``[N, C]``), then ``label_name, prediction_name`` (the
+    class names; last, so readers of the older columns by position still work)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["clip_id", "label", "prediction", *[f"logit_{c}" for c in classes]])
+    writer.writerow(["clip_id", "label", "prediction", *[f"logit_{c}" for c in classes], "label_name",
+                     "prediction_name"])
     for clip_id, label, row in zip(clip_ids, labels, logits):
-        writer.writerow([clip_id, int(label), int(row.argmax()), *[f"{v:.6g}" for v in row]])
+        predicted = int(row.argmax())
+        writer.writerow([clip_id, int(label), predicted, *[f"{v:.6g}" for v in row], classes[int(label)],
+                         classes[predicted]])
     return out.getvalue()
 
 
@@ -77,6 +83,22 @@ def load_result(path: Path) -> dict[str, Any] | None:
 
 STANDARD = "standard"
 """The protocol of a result without a ``protocol`` key: train and test on one dataset's fold, clean."""
+
+PROTOCOL_GLOBS = {STANDARD: "*", "robustness": "*/robustness/*", "transfer": "*/transfer-from-*"}
+"""Where each protocol's results lie below a dataset's folder: its folders of ``foldK-seedS.json``."""
+
+
+def protocol_folder(result: Mapping[str, Any]) -> str:
+    """The folder below its run's of a result (``""`` for the standard protocol), from the
+    keys that make its protocol (``protocol``, ``corruption``/``severity``, ``train_dataset``/``train_fold``)."""
+    protocol = result.get("protocol", STANDARD)
+    if protocol == "robustness":
+        return f"robustness/{result['corruption']}-{result['severity']}"
+    if protocol == "transfer":
+        fold = result["train_fold"]
+        return f"transfer-from-{result['train_dataset']}" + ("" if fold == "same" else f"-{fold}" if fold == "all"
+                                                               else f"-fold{fold}")
+    return ""
 
 
 def iter_results(root: Path, dataset: str | None = None, *,

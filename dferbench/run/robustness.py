@@ -39,6 +39,7 @@ from dferbench.errors import DferbenchError
 from dferbench.plugin import manager as plugins
 from dferbench.run import runner
 from dferbench.run.protocols import MakeClipSet, Standard
+from dferbench.run.results import protocol_folder
 
 
 class CorruptedTest(Standard):
@@ -49,7 +50,7 @@ class CorruptedTest(Standard):
     def __init__(self, corruption: str, severity: int, corruption_seed: int = 0):
         corr.CorruptedReader(lambda record, indices: None, corruption, severity)  # checks both
         self.corruption, self.severity, self.corruption_seed = corruption, severity, corruption_seed
-        self.protocol_dir = f"robustness/{corruption}-{severity}"
+        self.protocol_dir = protocol_folder(self.record())
 
     @property
     def level(self) -> Any:

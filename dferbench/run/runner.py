@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 from dferbench.run import config as cfg
 from dferbench.plugin import manager as plugins
 from dferbench.errors import DferbenchError
+from dferbench.models.weights import require_model_weights
 from dferbench.run.protocols import Standard
 from dferbench.run.results import SCHEMA_VERSION, UnitKey, git_commit, load_result, predictions_csv, save_unit, versions
 
@@ -62,8 +63,10 @@ def defaults_for(model: plugins.Registered, dataset: plugins.Registered) -> cfg.
 
 def plan(model_name: str, dataset_name: str, *, config_file: str | Path | None = None,
          overrides: list[str] | tuple[str, ...] = (), folds: list[int] | None = None,
-         seeds: list[int] | None = None, device: str | None = None, preset_dataset: str | None = None) -> RunPlan:
-    """Validate names and settings; raise :class:`DferbenchError` before any work.
+         seeds: list[int] | None = None, device: str | None = None, weights: bool = True,
+         preset_dataset: str | None = None) -> RunPlan:
+    """Validate names and settings (and, with ``weights``, that the CLIP weights are here or
+    downloadable); raise :class:`DferbenchError` before any work.
 
     ``preset_dataset``: take the model's preset for that dataset instead of
     ``dataset_name``'s (a model trained on one dataset and tested on another)."""
@@ -83,6 +86,8 @@ def plan(model_name: str, dataset_name: str, *, config_file: str | Path | None =
     if device:
         config["train"]["device"] = device
     cfg.validate(config)
+    if weights:  # before any dataset is scanned: missing CLIP weights stop the run in seconds
+        require_model_weights(model, config["model"])
     variant = cfg.variant_label(config, preset)
     run_name = f"{model_name}[{variant}]" if variant else model_name
     return RunPlan(model, dataset_name, config, preset, run_name)
@@ -129,6 +134,15 @@ def load_dataset(name: str, data: Mapping[str, Any], datasets: dict[str, Any]) -
     if key not in datasets:
         datasets[key] = plugins.get("dataset", name).target(dict(data))
     return datasets[key]
+
+
+def _training_files(result: Path, train: Mapping[str, Any]) -> dict[str, Any]:
+    """Where the training of the unit whose result is ``result`` keeps its files (the
+    :class:`~dferbench.plugin.method.Monitor` fields)."""
+    return {"history_path": result.with_suffix(".history.jsonl"),
+            "state_path": result.with_suffix(".state.pt") if train["save_state"] else None,
+            "tensorboard_dir": result.with_suffix(".tensorboard") if train["tensorboard"] else None,
+            "keep_state": train["keep_state"]}
 
 
 def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[str], None] = print,
@@ -205,7 +219,9 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
                                config=copy.deepcopy(config), device=device, seed=seed, workdir=workdir,
                                texts=text_lookup, progress=progress)
             method = FixedNetwork(ctx, fixed_network[0]) if fixed_network else run.model.target(ctx)
-            monitor = Monitor(selection, test_clips=test if selection == "best_on_test" else None, progress=progress)
+            monitor = Monitor(selection, test_clips=test if selection == "best_on_test" else None, progress=progress,
+                              unit=f"{run.run_name} on {run.dataset_name} fold {fold} seed {seed}", echo=echo,
+                              config_hash=run.hash, **_training_files(path, config["train"]))
             fit_info = method.fit(train, monitor) or {}
             logits = protocol.scores(method.predict(test))
             metrics = compute_metrics(test.labels, logits)
@@ -251,6 +267,7 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
             if main_process:
                 preds = predictions_csv([r.clip_id for r in test.records], test.labels, logits, list(protocol.classes))
                 save_unit(path, result, preds)
+                monitor.finished()
             echo(f"done  {run.run_name} fold {fold} seed {seed}: UAR {result['uar']:.2f}  WAR {result['war']:.2f}"
                  f"  ({result['wall_seconds']:.1f}s)")
             results.append(result)

@@ -12,10 +12,12 @@ Executors:
 * ``local``: ``jobs`` concurrent ``python -m dferbench run`` subprocesses; with ``gpus``
   each job slot is pinned to one GPU (``CUDA_VISIBLE_DEVICES``).
 * ``slurm``: one submitit job array (``pip install 'dferbench[slurm]'``); at most
-  ``jobs`` array tasks run at once. ``cluster="local"`` runs the array on this machine
-  (what the tests do).
+  ``jobs`` array tasks run at once; a preempted or timed-out task is requeued and its
+  unit resumes after its last finished epoch (:class:`RequeuedUnit`). ``cluster="local"``
+  runs the array on this machine (what the tests do).
 * ``ray``: one Ray task per unit (``pip install 'dferbench[ray]'``) on the cluster that
-  ``ray.init(address)`` joins, or a local Ray instance.
+  ``ray.init(address)`` joins, or a local Ray instance; a task whose worker or node
+  dies runs again and resumes the same way.
 """
 
 from __future__ import annotations
@@ -144,6 +146,24 @@ def run_unit(unit: Unit) -> dict[str, Any]:
             "seconds": round(time.perf_counter() - start, 1)}
 
 
+class RequeuedUnit:
+    """:func:`run_unit` as a submitit job that SLURM may preempt or time out.
+
+    Before either, SLURM sends the signal submitit asks for (USR2); submitit then calls
+    :meth:`checkpoint` and requeues the job with what it returns: the same unit, which
+    resumes from the training state of its last finished epoch (the contract of
+    ``submitit.helpers.Checkpointable``, without importing submitit where it is not
+    used). A job that SLURM requeues without the signal resumes the same way."""
+
+    def __call__(self, unit: Unit) -> dict[str, Any]:
+        return run_unit(unit)
+
+    def checkpoint(self, unit: Unit) -> Any:
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(RequeuedUnit(), unit)
+
+
 def with_workers(unit: Unit, workers: int) -> Unit:
     """``unit`` with ``data.workers=workers`` unless its overrides set the workers: a unit
     that shares a machine with others takes its share of the CPUs, not all of them."""
@@ -210,7 +230,7 @@ def run_slurm(units: list[Unit], *, jobs: int, log_dir: Path, cluster: str | Non
     params = {k: v for k, v in params.items() if v is not None}
     params.update(extra or {})
     executor.update_parameters(**params)
-    submitted = executor.map_array(run_unit, units)
+    submitted = executor.map_array(RequeuedUnit(), units)
     echo(f"submitted {len(submitted)} units as {executor.cluster} job array "
          f"{submitted[0].job_id.split('_')[0] if submitted else '-'} (logs in {log_dir})")
     if not wait:
@@ -300,7 +320,9 @@ def run_ray(units: list[Unit], *, address: str | None = None, num_cpus: int | No
         if gpus_per_task:
             units = [with_workers(u, int(cpus_per_task) - 1) for u in units]
         env = {k: v for k, v in os.environ.items() if k.startswith("DFERBENCH_")}
-        options: dict[str, Any] = {"num_cpus": cpus_per_task, "num_gpus": gpus_per_task, "max_retries": 0}
+        # A task whose worker or node dies (a preempted spot node) runs again and resumes
+        # from its unit's training state; an error raised by the unit is not retried.
+        options: dict[str, Any] = {"num_cpus": cpus_per_task, "num_gpus": gpus_per_task, "max_retries": 3}
         if env:
             options["runtime_env"] = {"env_vars": env}
         task = ray.remote(**options)(run_unit)

@@ -38,6 +38,7 @@ from dferbench.plugin import manager as plugins
 from dferbench.run import config as cfg
 from dferbench.run import runner
 from dferbench.run.protocols import MakeClipSet, Standard
+from dferbench.run.results import protocol_folder
 
 SAME = "same"
 ALL = "all"
@@ -68,8 +69,8 @@ class Transfer(Standard):
 
     def __init__(self, train_dataset: str, train_fold: str | int, train_data: dict[str, Any]):
         self.train_dataset, self.train_fold, self.train_data = train_dataset, train_fold, train_data
-        suffix = "" if train_fold == SAME else "-all" if train_fold == ALL else f"-fold{train_fold}"
-        self.protocol_dir = f"transfer-from-{train_dataset}{suffix}"
+        self.protocol_dir = protocol_folder({"protocol": self.name, "train_dataset": train_dataset,
+                                             "train_fold": train_fold})
 
     def hash_parts(self) -> dict[str, Any]:
         semantic = {k: v for k, v in self.train_data.items() if f"data.{k}" not in cfg.NON_SEMANTIC_KEYS}

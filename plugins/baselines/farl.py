@@ -6,6 +6,8 @@ contrastive loss plus masked image modelling (MIM). Its released files, e.g.
 ``FaRL-Base-Patch16-LAIONFace20M-ep16.pth`` (the one the DFER-CLIP paper uses), hold
 ``{"state_dict": ...}`` in OpenAI-CLIP key format, text and image towers, plus the MIM
 head under ``visual.`` (``lm_transformer``, ``ln_lm``, ``lm_head``, ``mask_token``).
+Any format :func:`dferbench.models.weight_files.read_clip_state_dict` reads is accepted
+(a re-saved state dict, safetensors, ``module.`` prefixes).
 
 They load into open_clip's ``ViT-B-16-quickgelu`` (QuickGELU, as FaRL was trained)
 non-strictly: the MIM keys are ignored, every CLIP key must be present.
@@ -15,22 +17,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
-
-import open_clip
-import torch
+from typing import TYPE_CHECKING, Any
 
 from dferbench.errors import DferbenchError
-from dferbench.models.clip import register_model_configs
 
-__all__ = ["FARL_FILE", "FARL_URL", "MIM_PREFIXES", "load_farl"]
+if TYPE_CHECKING:  # imported when weights load: registering the model stays light
+    import open_clip
+    import torch
+
+__all__ = ["FARL_FILE", "FARL_URL", "MIM_PREFIXES", "farl_source", "load_farl"]
 
 FARL_FILE = "FaRL-Base-Patch16-LAIONFace20M-ep16.pth"
 FARL_URL = "https://github.com/FacePerceiver/FaRL#pre-trained-backbones"
 MIM_PREFIXES = ("visual.lm_transformer.", "visual.ln_lm.", "visual.lm_head.", "visual.mask_token")
 
 
-def _where_to_get() -> str:
+def farl_source() -> str:
+    """Where FaRL's weights come from and how to point dferbench at them (one sentence)."""
     return (f"download {FARL_FILE} (the file the DFER-CLIP paper used) from {FARL_URL} and pass its path "
             "with --set model.pretrained=PATH")
 
@@ -45,30 +48,25 @@ def load_farl(path: str | os.PathLike, model_name: str = "ViT-B-16-quickgelu", *
     the file is missing, cannot be read without running code, or is not a FaRL/CLIP
     checkpoint that fits ``model_name``.
     """
-    from dferbench.models.torch_checkpoint import read_torch_checkpoint
+    import open_clip
+
+    from dferbench.models.clip import register_model_configs
+    from dferbench.models.weight_files import read_clip_state_dict
 
     path = Path(path)
     if not path.is_file():
-        raise DferbenchError(f"FaRL weights not found at {str(path)!r} (resolved: {path.resolve()}): {_where_to_get()}")
+        raise DferbenchError(f"FaRL weights not found at {str(path)!r} (resolved: {path.resolve()}): {farl_source()}")
     register_model_configs()
     if open_clip.get_model_config(model_name) is None:
         raise DferbenchError(f"unknown open_clip model {model_name!r} for the FaRL weights; FaRL is ViT-B-16-quickgelu")
     try:
-        obj, skipped = read_torch_checkpoint(path, map_location="cpu")
-    except Exception as exc:
-        raise DferbenchError(
-            f"cannot read {path} safely as a torch checkpoint ({type(exc).__name__}: {exc}). It is loaded with "
-            f"torch.load(weights_only=True), then with an unpickler that rebuilds tensors only; if the download "
-            f"is incomplete, {_where_to_get()}"
-        ) from None
-    state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
-    if not isinstance(state, dict) or not any(isinstance(v, torch.Tensor) for v in state.values()):
-        raise DferbenchError(f"{path} holds no state dict of tensors (top-level: {type(obj).__name__}); "
-                             f"it is not a FaRL checkpoint: {_where_to_get()}")
-    state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+        state, info = read_clip_state_dict(path)
+    except DferbenchError as exc:
+        raise DferbenchError(f"{exc} (FaRL weights: {farl_source()})") from None
+    skipped = info["skipped_objects"]
     if not any(k.startswith("visual.") for k in state):
         raise DferbenchError(f"{path} has no image-tower keys (visual.*; first keys: {', '.join(list(state)[:4])}): "
-                             f"it is not a FaRL/CLIP checkpoint: {_where_to_get()}")
+                             f"it is not a FaRL/CLIP checkpoint: {farl_source()}")
 
     model = open_clip.create_model(model_name, pretrained=None, precision="fp32", device="cpu")
     mim = sorted(k for k in state if k.startswith(MIM_PREFIXES))

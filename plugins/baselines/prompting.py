@@ -14,6 +14,7 @@ a recorded deviation from the recipe, used by the CPU-sized synthetic presets).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -66,7 +67,7 @@ class PromptMethod:
 
     def fit(self, train, monitor) -> dict[str, Any]:
         from dferbench.run.engine import train_module
-        from dferbench.plugin.method import Monitor, require_training_clips
+        from dferbench.plugin.method import require_training_clips
 
         require_training_clips(train)
         o, t = self.ctx.options, self.ctx.train
@@ -74,8 +75,7 @@ class PromptMethod:
         optimizer = torch.optim.SGD(params, lr=o["lr"], momentum=o["momentum"], weight_decay=o["weight_decay"])
         scheduler = warmup_cosine(optimizer, t["epochs"], o["warmup_epochs"], o["warmup_lr"])
         if monitor.test_clips is not None:  # scored per epoch as predict() scores them: frozen fp32 features
-            monitor = Monitor(monitor.selection, self.features(monitor.test_clips), history=monitor.history,
-                              progress=monitor.progress)
+            monitor = replace(monitor, test_clips=self.features(monitor.test_clips))
         if o["train_on_cached_features"]:
             train = self.features(train)
         info = train_module(self.module, optimizer, scheduler, train, monitor, epochs=t["epochs"],

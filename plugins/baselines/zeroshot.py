@@ -74,8 +74,10 @@ class ZeroShotFaRL(ZeroShotCLIP):
 
 def register_zeroshot(register) -> None:
     """Register zero-shot CLIP and zero-shot FaRL (called by the baselines plugin's hook)."""
+    from dferbench_plugins.baselines.farl import farl_source
+
     register("zeroshot-clip", ZeroShotCLIP, options=OPTIONS, presets=PRESETS, family="text-based", temporal=False,
              description="Zero-shot CLIP: mean frame feature vs. a text classifier (100 x cosine)")
     register("zeroshot-farl", ZeroShotFaRL, options=FARL_OPTIONS, presets=FARL_PRESETS, family="text-based",
-             temporal=False,
+             temporal=False, weights_help=farl_source(),
              description="Zero-shot FaRL ViT-B/16 (face-domain CLIP, local weights file) vs. a text classifier")

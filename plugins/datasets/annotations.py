@@ -59,13 +59,15 @@ class AnnotationError(DferbenchError):
 
 @dataclass(frozen=True)
 class AnnotationLine:
-    """One parsed line: the path as written, the annotated frame count (None: not given) and label."""
+    """One parsed line: the path as written, the annotated frame count (None: not given),
+    label, and the subject (person) when the file names one (``custom``'s ``subject``)."""
 
     path: str
     n_frames: int | None
     label: int
     file: str
     line: int
+    subject: str | None = None
 
     @property
     def where(self) -> str:
@@ -283,7 +285,7 @@ def resolve_records(
             n = line.n_frames
         elif line.n_frames is not None and n != line.n_frames:
             out.mismatches.append((clip_id, line.where, line.n_frames, n))
-        out.records.append(ClipRecord(clip_id, source, n, line.label))
+        out.records.append(ClipRecord(clip_id, source, n, line.label, subject=line.subject))
         out.wheres.append(line.where)
     return out
 

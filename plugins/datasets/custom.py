@@ -3,7 +3,8 @@
 Each clip is a frame folder or a video file, given relative to the description file's
 folder (or absolute), with a label that is a class name or a 0-based class id.
 
-CSV (header row required; ``#`` lines are comments; an optional ``# classes: a, b, c``
+CSV (header row required: a path column ``path``/``clip``/``source``, ``label``, optionally
+``split``, ``fold``, ``subject``; ``#`` lines are comments; an optional ``# classes: a, b, c``
 comment lists the classes in order)::
 
     # classes: happiness, sadness, neutral
@@ -19,7 +20,7 @@ TOML::
     label = "happiness"
     split = "test"          # optional
     fold = 1                # optional
-    subject = "ann"         # optional
+    subject = "ann"         # optional: kept with the clip (ClipRecord.subject), no folds made from it
 
 A ``\\`` in a path counts as ``/`` (a file written on Windows).
 
@@ -72,6 +73,7 @@ class _Entry:
     split: str | None
     fold: int | None
     line: int
+    subject: str | None = None
 
 
 def custom_layout(options: Mapping[str, Any]) -> Layout:
@@ -145,7 +147,7 @@ def _read_csv(file: Path) -> tuple[list[_Entry], list[str] | None, list[Annotati
             continue
         values = {h: v.strip() for h, v in zip(header, row)}
         entry = _entry(values.get(path_key, ""), values.get("label", ""), values.get("split"),
-                       values.get("fold"), file, number, errors)
+                       values.get("fold"), file, number, errors, values.get("subject"))
         if entry:
             entries.append(entry)
     return entries, listed, errors
@@ -175,14 +177,14 @@ def _read_toml(file: Path) -> tuple[list[_Entry], list[str] | None, list[Annotat
         path = next((clip[k] for k in PATH_KEYS if k in clip), "")
         fold = clip.get("fold")
         entry = _entry(str(path), clip.get("label", ""), clip.get("split"),
-                       None if fold is None else str(fold), file, number, errors)
+                       None if fold is None else str(fold), file, number, errors, clip.get("subject"))
         if entry:
             entries.append(entry)
     return entries, listed, errors
 
 
 def _entry(path: str, label: Any, split: Any, fold: Any, file: Path, number: int,
-           errors: list[AnnotationError]) -> _Entry | None:
+           errors: list[AnnotationError], subject: Any = None) -> _Entry | None:
     if not path:
         errors.append(AnnotationError(file, number, "empty clip path"))
         return None
@@ -202,7 +204,8 @@ def _entry(path: str, label: Any, split: Any, fold: Any, file: Path, number: int
         if fold_number < 1:
             errors.append(AnnotationError(file, number, f"fold must be an integer >= 1, got {fold!r}"))
             return None
-    return _Entry(path.replace("\\", "/"), label, split, fold_number, number)  # a file written on Windows
+    subject = str(subject).strip() if subject not in (None, "") else None
+    return _Entry(path.replace("\\", "/"), label, split, fold_number, number, subject)  # a file written on Windows
 
 
 def _classes(entries: list[_Entry], listed: list[str] | None, file: str) -> tuple[
@@ -259,7 +262,7 @@ def _splits(good: list[tuple[_Entry, int]], file: str) -> tuple[list[SplitFile],
     groups: dict[tuple[int, str], list[AnnotationLine]] = {}
 
     def add(fold: int, split: str, e: _Entry, label: int) -> None:
-        groups.setdefault((fold, split), []).append(AnnotationLine(e.path, None, label, file, e.line))
+        groups.setdefault((fold, split), []).append(AnnotationLine(e.path, None, label, file, e.line, e.subject))
 
     if with_split and len(with_split) != len(good):
         e = next(e for e, _ in good if e.split is None)

@@ -88,7 +88,7 @@ def test_scored_over_the_shared_classes(toys, tmp_path):
     assert saved["n_test"] == sum(r.label != 2 for r in test_clips) and saved["n_train"] == len(TOY.split(1, "train"))
     with path.with_suffix(".predictions.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["clip_id", "label", "prediction", "logit_high", "logit_low", "label_name", "prediction_name"]
+    assert list(rows[0])[:5] == ["clip_id", "label", "prediction", "logit_high", "logit_low"]
     assert {(r["label"], r["label_name"]) for r in rows} == {("0", "high"), ("1", "low")}
     assert {r["clip_id"] for r in rows} == {r.clip_id for r in test_clips if r.label != 2}
     by_id = {r.clip_id: r for r in test_clips}
@@ -113,7 +113,8 @@ def test_resume_and_a_changed_training_dataset_setting(toys, tmp_path):
     assert ToyMethod.calls == ["fit"]
     (changed,) = transfer(tmp_path, folds=[1], train_overrides=["data.clips_per_fold=10"])
     assert ToyMethod.calls == ["fit", "fit"]
-    assert changed["n_train"] == len(make_toy_dataset({"clips_per_fold": 10}).split(1, "train")) > len(TOY.split(1, "train"))
+    bigger = make_toy_dataset({"clips_per_fold": 10}).split(1, "train")
+    assert changed["n_train"] == len(bigger) > len(TOY.split(1, "train"))
 
 
 def test_transfer_stays_off_the_plain_leaderboard_and_fills_the_matrix(toys, tmp_path):

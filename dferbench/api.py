@@ -102,18 +102,22 @@ def robustness(model: str, dataset: str, *, corruptions: list[str] | None = None
                folds: list[int] | None = None, seeds: list[int] | None = None, output: str | Path = "runs",
                device: str | None = None, progress: bool | None = None, skip_existing: bool = True,
                echo: Callable[[str], None] = print, **settings: Any) -> list[dict[str, Any]]:
-    """Train ``model`` once per unit of ``dataset`` and test it clean and under each
-    (corruption, severity) cell (default: all 13 corruptions x severities 1-5); one result
-    per cell and unit, resumed cell by cell (see :mod:`dferbench.run.robustness`).
+    """Train ``model`` (a name, ``"all"`` or ``"suite:NAME"``) once per unit of ``dataset`` and
+    test it clean and under each (corruption, severity) cell (default: all 13 corruptions x
+    severities 1-5); one result per cell and unit, resumed cell by cell (see
+    :mod:`dferbench.run.robustness`).
 
     >>> api.robustness("zeroshot-clip", "synthetic", folds=[1], corruptions=["gaussian_blur"])
     """
-    from dferbench.run.robustness import run_robustness
+    from dferbench.run import robustness as rob
 
-    return run_robustness(model, dataset, corruptions=corruptions, severities=severities,
-                          corruption_seed=corruption_seed, config=config,
-                          overrides=list(overrides) + _as_overrides(settings), folds=folds, seeds=seeds,
-                          output=output, device=device, progress=progress, skip_existing=skip_existing, echo=echo)
+    cells = rob.grid(corruptions, severities)
+    common = list(overrides) + _as_overrides(settings)
+    plans = [rob.plan(name, dataset, config_file=config, overrides=extra + common, folds=folds, seeds=seeds,
+                      device=device) for name, extra in expand(model, dataset)]
+    return [result for p in plans for result in rob.run_robustness(
+        p, cells, corruption_seed=corruption_seed, output=output, progress=progress, skip_existing=skip_existing,
+        echo=echo)]
 
 
 def build_model(name: str, *, class_texts: list[str], clip_model: str | None = None,

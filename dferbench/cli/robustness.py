@@ -12,7 +12,8 @@ def _names(text: str | None) -> list[str] | None:
 
 
 @click.command(name="robustness")
-@click.option("--model", "-m", required=True, help="Model name (see `dferbench list models`).")
+@click.option("--model", "-m", required=True,
+              help="Model name (see `dferbench list models`), `all`, or `suite:NAME` (see `dferbench list suites`).")
 @click.option("--dataset", "-d", required=True, help="Dataset name (see `dferbench list datasets`).")
 @click.option("--corruptions", help="Comma-separated corruptions (default: all 13; see dferbench.data.corruptions).")
 @click.option("--severities", help="Comma-separated severities of 1-5 (default: all five; the mCE needs all five).")

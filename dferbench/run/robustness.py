@@ -128,27 +128,28 @@ def grid(corruptions: Sequence[str] | None = None, severities: Sequence[int] | N
     return cells
 
 
-def run_robustness(model: str, dataset: str, *, corruptions: Sequence[str] | None = None,
-                   severities: Sequence[int] | None = None, corruption_seed: int = 0,
-                   config: str | Path | None = None, overrides: Sequence[str] = (), folds: list[int] | None = None,
-                   seeds: list[int] | None = None, output: str | Path = "runs", device: str | None = None,
-                   progress: bool | None = None, skip_existing: bool = True,
-                   echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Train ``model`` once per (fold, seed) unit of ``dataset`` and score its test split
-    under every cell of :func:`grid`; return the cells' results (new and resumed), unit by
-    unit in grid order."""
-    cells = grid(corruptions, severities)
-    base = runner.plan(model, dataset, config_file=config, overrides=list(overrides), folds=folds, seeds=seeds,
-                       device=device)
+def plan(model: str, dataset: str, **plan_options: Any) -> runner.RunPlan:
+    """The validated plan of ``model`` on ``dataset`` whose units the cells share (the keywords
+    of :func:`dferbench.run.runner.plan`)."""
+    base = runner.plan(model, dataset, **plan_options)
     if base.config["protocol"]["selection"] != "last_epoch":
         raise DferbenchError(f"robustness runs keep the last epoch's weights; protocol.selection = "
                              f"{base.config['protocol']['selection']!r} would choose them on the clean test split, "
                              "which the corrupted cells then score: drop the setting")
+    return base
+
+
+def run_robustness(base: runner.RunPlan, cells: Sequence[tuple[str, int]], *, corruption_seed: int = 0,
+                   output: str | Path = "runs", progress: bool | None = None, skip_existing: bool = True,
+                   echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Train ``base``'s model once per (fold, seed) unit and score its test split under each
+    of ``cells`` (see :func:`grid`); return the cells' results (new and resumed), unit by
+    unit in the order of ``cells``."""
     datasets: dict[str, Any] = {}
-    data = runner.load_dataset(dataset, base.config["data"], datasets)
+    data = runner.load_dataset(base.dataset_name, base.config["data"], datasets)
     unit_folds = base.config["protocol"]["folds"] or data.folds
     trained = _TrainedOnce(base.model)
-    echo(f"robustness of {base.run_name} on {dataset}: {len(cells)} cells (clean + {len(cells) - 1}) per unit, "
+    echo(f"robustness of {base.run_name} on {base.dataset_name}: {len(cells)} cells per unit, "
          f"corruption seed {corruption_seed}")
     results = []
     for fold in unit_folds:
@@ -156,10 +157,10 @@ def run_robustness(model: str, dataset: str, *, corruptions: Sequence[str] | Non
             for corruption, severity in cells:
                 cell = copy.deepcopy(base.config)
                 cell["protocol"].update(folds=[fold], seeds=[seed])
-                plan = dataclasses.replace(base, model=trained.registered, config=cell,
+                unit = dataclasses.replace(base, model=trained.registered, config=cell,
                                            protocol=CorruptedTest(corruption, severity, corruption_seed))
                 tag = f"  [{corruption} {severity}]"
-                results += runner.run_plan(plan, output=output, echo=lambda m, tag=tag: echo(m + tag),
+                results += runner.run_plan(unit, output=output, echo=lambda m, tag=tag: echo(m + tag),
                                            progress=progress, skip_existing=skip_existing, datasets=datasets)
             trained.forget()
     return results

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 from click.testing import CliRunner
 
@@ -152,3 +154,28 @@ def test_bad_settings_are_one_line(toy_plugin, tmp_path, kw, message):
     with pytest.raises(DferbenchError, match=message):
         api.robustness("toy-model", "toy", output=tmp_path, echo=lambda m: None, **kw)
     assert not list(tmp_path.rglob("*.json"))
+
+
+def test_frame_cache_answers_a_repeated_call_from_memory():
+    from conftest import make_toy_dataset
+    from dferbench.run.robustness import FrameCache
+
+    dataset = make_toy_dataset({"clips_per_fold": 4})
+    calls = []
+
+    def reader(record, indices):
+        calls.append(list(indices))
+        return dataset.reader(record, indices)
+
+    first, second = dataset.split(1, "test")[:2]
+    cache = FrameCache(reader)
+    for record, indices in ((first, [0, 2, 4]), (first, [4, 4, 1]), (first, [0, 2, 4]), (second, [1, 2])):
+        out = cache(record, indices)
+        assert np.array_equal(out, dataset.reader(record, indices))
+        out[:] = 0  # a caller's corruption in place never reaches the cache
+    assert calls == [[0, 2, 4], [4, 4, 1], [1, 2]]
+    assert np.array_equal(cache(first, [0, 2, 4]), dataset.reader(first, [0, 2, 4]))
+    full = FrameCache(reader, max_bytes=3 * 8 * 8 * 3)  # room for one clip of three 8 x 8 frames
+    full(first, [0, 2, 4])
+    full(second, [0, 2, 4])
+    assert list(full.frames) == [first.clip_id]

@@ -19,6 +19,10 @@ The protocol, per (fold, seed) unit:
   severity and :data:`~dferbench.data.corruptions.VERSION`: after a change to the table
   the changed cells run again and never resume stale results.
 
+Reading once: the clean test frames of a unit are kept in memory (up to
+:data:`FRAME_CACHE_BYTES`) and each spatial corruption starts from them, so the dataset's
+reader decodes (or the synthetic renderer draws) them once per unit, not once per cell.
+
 Training once: the trained model stays in memory across the cells of its unit and is
 dropped before the next unit (one model in memory at a time). A rerun skips finished
 cells like finished units; when cells of a unit remain (a killed run), the unit's model
@@ -34,6 +38,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from dferbench.data import corruptions as corr
 from dferbench.errors import DferbenchError
 from dferbench.plugin import manager as plugins
@@ -42,14 +48,47 @@ from dferbench.run.protocols import MakeClipSet, Standard
 from dferbench.run.results import protocol_folder
 
 
+FRAME_CACHE_BYTES = 2 * 2**30
+"""The most decoded test frames kept for the cells of one unit (a DFEW test fold at 224 px
+and 16 frames is about 5.6 GB: the first 2 GiB of its frames are then decoded once)."""
+
+
+class FrameCache:
+    """A frame reader that keeps, per clip, the frames of the first call ``reader`` answered
+    for it (up to ``max_bytes`` in all) and answers the same call again from memory. The
+    clean cell reads the test-time frames first; every spatial corruption then reads the
+    same ones, temporal corruptions other ones (read through ``reader``)."""
+
+    def __init__(self, reader: Any, max_bytes: int = FRAME_CACHE_BYTES):
+        self.reader, self.max_bytes = reader, max_bytes
+        self.clear()
+
+    def clear(self) -> None:
+        self.frames: dict[str, tuple[tuple[int, ...], np.ndarray]] = {}
+        self.bytes = 0
+
+    def __call__(self, record: Any, indices: Sequence[int]) -> np.ndarray:
+        key = tuple(int(i) for i in indices)
+        kept = self.frames.get(record.clip_id)
+        if kept is not None and kept[0] == key:
+            return kept[1].copy()
+        frames = np.asarray(self.reader(record, indices))
+        if kept is None and self.bytes + frames.nbytes <= self.max_bytes:
+            self.frames[record.clip_id] = (key, frames.copy())
+            self.bytes += frames.nbytes
+        return frames
+
+
 class CorruptedTest(Standard):
-    """The standard protocol with the test clips read through one corruption cell."""
+    """The standard protocol with the test clips read through one corruption cell
+    (``reader``: what the corruption reads from, default the dataset's reader)."""
 
     name = "robustness"
 
-    def __init__(self, corruption: str, severity: int, corruption_seed: int = 0):
+    def __init__(self, corruption: str, severity: int, corruption_seed: int = 0, reader: Any = None):
         corr.CorruptedReader(lambda record, indices: None, corruption, severity)  # checks both
         self.corruption, self.severity, self.corruption_seed = corruption, severity, corruption_seed
+        self.reader = reader
         self.protocol_dir = protocol_folder(self.record())
 
     @property
@@ -69,7 +108,8 @@ class CorruptedTest(Standard):
                 "corruptions_version": corr.VERSION}
 
     def clipsets(self, dataset: Any, fold: int, make: MakeClipSet) -> tuple[Any, Any]:
-        reader = corr.CorruptedReader(dataset.reader, self.corruption, self.severity, self.corruption_seed)
+        reader = corr.CorruptedReader(self.reader or dataset.reader, self.corruption, self.severity,
+                                      self.corruption_seed)
         return make(dataset.split(fold, "train")), make(dataset.split(fold, "test"), reader=reader, pipeline="cpu")
 
 
@@ -149,6 +189,7 @@ def run_robustness(base: runner.RunPlan, cells: Sequence[tuple[str, int]], *, co
     data = runner.load_dataset(base.dataset_name, base.config["data"], datasets)
     unit_folds = base.config["protocol"]["folds"] or data.folds
     trained = _TrainedOnce(base.model)
+    frames = FrameCache(data.reader)
     echo(f"robustness of {base.run_name} on {base.dataset_name}: {len(cells)} cells per unit, "
          f"corruption seed {corruption_seed}")
     results = []
@@ -158,9 +199,10 @@ def run_robustness(base: runner.RunPlan, cells: Sequence[tuple[str, int]], *, co
                 cell = copy.deepcopy(base.config)
                 cell["protocol"].update(folds=[fold], seeds=[seed])
                 unit = dataclasses.replace(base, model=trained.registered, config=cell,
-                                           protocol=CorruptedTest(corruption, severity, corruption_seed))
+                                           protocol=CorruptedTest(corruption, severity, corruption_seed, frames))
                 tag = f"  [{corruption} {severity}]"
                 results += runner.run_plan(unit, output=output, echo=lambda m, tag=tag: echo(m + tag),
                                            progress=progress, skip_existing=skip_existing, datasets=datasets)
             trained.forget()
+        frames.clear()
     return results

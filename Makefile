@@ -26,20 +26,20 @@ run: venv
 
 ## Regenerate the committed synthetic results and leaderboards, robustness and transfer included (one torch thread: reproducible, see tests/test_reproduce_results.py).
 synthetic-table: venv
-	OMP_NUM_THREADS=1 $(BIN)/dferbench run --model suite:paper --dataset synthetic --no-leaderboard
-	OMP_NUM_THREADS=1 $(BIN)/dferbench run --model suite:paper --dataset synthetic-11 --no-leaderboard
+	OMP_NUM_THREADS=1 $(BIN)/dferbench run --model suite:paper --dataset synthetic --output results --no-leaderboard
+	OMP_NUM_THREADS=1 $(BIN)/dferbench run --model suite:paper --dataset synthetic-11 --output results --no-leaderboard
 	scripts/protocol_tables.sh results
-	$(BIN)/dferbench leaderboard
+	$(BIN)/dferbench leaderboard --results results --out leaderboards
 
 ## Set up and run the test suite (slow end-to-end tests included: SLOW=0 skips them).
 test: venv
 	$(BIN)/python -m pytest $(if $(filter 0,$(SLOW)),-m "not slow",) $(PYTEST_ARGS)
 
 leaderboards: venv
-	$(BIN)/dferbench leaderboard
+	$(BIN)/dferbench leaderboard --results results --out leaderboards
 
 check-leaderboards: venv
-	$(BIN)/dferbench leaderboard --check
+	$(BIN)/dferbench leaderboard --results results --out leaderboards --check
 
 ## Build the leaderboard site from the committed results: open build/site/index.html (file:// works).
 site: venv

@@ -2,7 +2,7 @@
 
     >>> from dferbench import api
     >>> results = api.run("zeroshot-clip", "synthetic", folds=[1], **{"train.batch_size": 8})
-    >>> api.leaderboard("results", "leaderboards")
+    >>> api.leaderboard("runs", "runs/leaderboards")
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from dferbench.run import runner
-from dferbench.errors import DferbenchError
+from dferbench.run import outputs, runner
+from dferbench.errors import DferbenchError, Terminated, UnitsFailed
 
 
 def _as_overrides(overrides: dict[str, Any]) -> list[str]:
@@ -63,7 +63,7 @@ def expand(model: str, dataset: str) -> list[tuple[str, list[str]]]:
 
 
 def run(model: str, dataset: str, *, config: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
-        folds: list[int] | None = None, seeds: list[int] | None = None, output: str | Path = "results",
+        folds: list[int] | None = None, seeds: list[int] | None = None, output: str | Path = "runs",
         device: str | None = None, progress: bool | None = None, skip_existing: bool = True,
         echo: Callable[[str], None] = print, train_dataset: str | None = None, train_fold: str | int = "same",
         train_overrides: list[str] | tuple[str, ...] = (), **settings: Any) -> list[dict[str, Any]]:
@@ -72,13 +72,16 @@ def run(model: str, dataset: str, *, config: str | Path | None = None, overrides
 
     ``settings`` are overrides as keywords, ``"section.key"`` or ``section__key``:
     ``run("dferclip", "synthetic", train__epochs=2)``. Everything is validated before
-    any unit starts; finished units are skipped on a rerun with the same config.
+    any unit starts; finished units are skipped on a rerun with the same config. When
+    units fail, the others still run, then :class:`~dferbench.errors.UnitsFailed` is
+    raised (its ``results`` are the finished units').
 
     ``train_dataset``: train there instead (its preset; ``train_fold`` ``"same"``, ``"all"``
     or a fold; ``train_overrides`` its ``data.KEY=VALUE`` settings) and test on ``dataset``
     over the classes both share (:mod:`dferbench.run.transfer`).
     """
     common = list(overrides) + _as_overrides(settings)
+    outputs.check_output(output)
     if not train_dataset and (train_overrides or str(train_fold) != "same"):
         raise DferbenchError("--train-fold and --train-set go with --train-dataset (a cross-dataset transfer run)")
     if train_dataset:
@@ -90,11 +93,9 @@ def run(model: str, dataset: str, *, config: str | Path | None = None, overrides
     else:
         plans = [runner.plan(name, dataset, config_file=config, overrides=extra + common, folds=folds, seeds=seeds,
                              device=device) for name, extra in expand(model, dataset)]
-    results, datasets = [], {}
-    for p in plans:
-        results += runner.run_plan(p, output=output, echo=echo, progress=progress, skip_existing=skip_existing,
-                                   datasets=datasets)
-    return results
+    datasets: dict[str, Any] = {}
+    return outputs.run_all([lambda p=p: runner.run_plan(p, output=output, echo=echo, progress=progress,
+                                                skip_existing=skip_existing, datasets=datasets) for p in plans])
 
 
 def robustness(model: str, dataset: str, *, corruptions: list[str] | None = None, severities: list[int] | None = None,
@@ -111,13 +112,14 @@ def robustness(model: str, dataset: str, *, corruptions: list[str] | None = None
     """
     from dferbench.run import robustness as rob
 
+    outputs.check_output(output)
     cells = rob.grid(corruptions, severities)
     common = list(overrides) + _as_overrides(settings)
     plans = [rob.plan(name, dataset, config_file=config, overrides=extra + common, folds=folds, seeds=seeds,
                       device=device) for name, extra in expand(model, dataset)]
-    return [result for p in plans for result in rob.run_robustness(
-        p, cells, corruption_seed=corruption_seed, output=output, progress=progress, skip_existing=skip_existing,
-        echo=echo)]
+    return outputs.run_all([lambda p=p: rob.run_robustness(p, cells, corruption_seed=corruption_seed, output=output,
+                                                           progress=progress, skip_existing=skip_existing, echo=echo)
+                            for p in plans])
 
 
 def build_model(name: str, *, class_texts: list[str], clip_model: str | None = None,
@@ -136,11 +138,11 @@ def build_model(name: str, *, class_texts: list[str], clip_model: str | None = N
     network = reg.extra.get("network")
     if network is None:
         raise DferbenchError(f"model {name!r} does not offer a standalone network (its plugin registers no `network`)")
-    settings = dict(reg.options)
+    spec = {"model": cfg.options_of(reg.options)}
     if clip_model is not None:
         options["clip_model"] = clip_model
     options["pretrained"] = pretrained or ""
-    settings = cfg.merge({"model": settings}, {"model": options}, f"build_model({name!r})")["model"]
+    settings = cfg.merge(cfg.defaults(spec), {"model": options}, f"build_model({name!r})", spec)["model"]
     return network(list(class_texts), settings, num_frames, device)
 
 
@@ -155,65 +157,97 @@ def build_optimizer(model: Any, **options: Any):
 
 
 def load_checkpoint(model: Any, path: str | Path) -> dict[str, Any]:
-    """Load weights into ``model`` from dferbench's own checkpoint (``.safetensors``) or a
+    """Load weights into ``model`` from a dferbench checkpoint's ``.safetensors`` or a
     checkpoint written by the DFER-CLIP authors' script (``.pth``, read without unpickling
-    arbitrary objects). Returns what was done: format, dropped and skipped entries."""
+    arbitrary objects); shapes, keys and values are checked first, each problem one line.
+    Returns what was done: format, dropped and skipped entries."""
+    from dferbench.models import checkpoints as ck
     from dferbench_plugins.dferclip import checkpoints
 
     path = Path(path)
-    if not path.exists():
-        raise DferbenchError(f"checkpoint {path} does not exist")
-    if path.suffix == ".safetensors":
-        import safetensors.torch
-
-        state, report = safetensors.torch.load_file(str(path)), {"format": "dferbench"}
+    if ck.file_kind(path) == "safetensors":
+        state, report = ck.read_weights(path), {"format": "dferbench"}
     else:
         obj, skipped = checkpoints.read_torch_checkpoint(path, map_location="cpu")
         raw = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
+        if not isinstance(raw, dict):
+            raise ck.CheckpointError(f"{path} holds a {type(raw).__name__}, not a state dict")
         state, dropped = checkpoints.convert_authors_state_dict(raw)
         report = {"format": "dfer-clip authors", "dropped_keys": len(dropped), "skipped_objects": skipped,
                   "epoch": obj.get("epoch") if isinstance(obj, dict) else None}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise DferbenchError(f"checkpoint {path} does not fit this model: {exc}") from None
+    ck.load_state(model, state, path)
     return report
 
 
-def evaluate(model: str, dataset: str, checkpoint: str | Path, *, folds: list[int] | None = None,
-             overrides: list[str] | tuple[str, ...] = (), output: str | Path = "results", device: str | None = None,
+def evaluate(model: str | None, dataset: str, checkpoint: str | Path, *, folds: list[int] | None = None,
+             overrides: list[str] | tuple[str, ...] = (), output: str | Path = "runs", device: str | None = None,
              echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Evaluate a trained checkpoint (dferbench's or the DFER-CLIP authors') on the test
-    split of ``folds`` (default: fold 1); results are recorded like a run's, with the
-    selection policy ``checkpoint``. ``--set model.clip_model=NAME`` names the CLIP
-    architecture of a non-standard checkpoint; data settings come from the model's preset."""
-    from dferbench_plugins.dferclip.checkpoints import load_authors_checkpoint
+    """Evaluate a trained checkpoint on the test split of ``folds`` (default: fold 1);
+    results are recorded like a run's, with the selection policy ``checkpoint``.
 
-    if model != "dferclip":
-        raise DferbenchError(f"evaluate supports dferclip checkpoints; got model {model!r}")
-    checkpoint = Path(checkpoint)
-    if not checkpoint.exists():
-        raise DferbenchError(f"checkpoint {checkpoint} does not exist")
-    plan = runner.plan(model, dataset, overrides=list(overrides), folds=folds or [1], device=device,
+    A dferbench checkpoint names its model (``model`` None or the same) and fixes the
+    clip settings (frames, image size, normalisation); its classes must be the
+    dataset's. Other files (the DFER-CLIP authors' ``.pth``) are read by ``model``'s
+    ``load_checkpoint`` (default ``dferclip``), the other data settings come from the
+    model's preset for ``dataset`` and ``overrides``."""
+    from dferbench.run.trained import open_checkpoint
+
+    loaded = open_checkpoint(checkpoint, model=model, dataset=dataset, overrides=overrides)
+    info = loaded.info
+    echo(loaded.message)
+    fixed = [f"data.{key}={json.dumps(getattr(info, key))}" for key in ("num_frames", "image_size", "normalize")]
+    plan = runner.plan(info.model, dataset, overrides=fixed + list(overrides), folds=folds or [1], device=device,
                        weights=False)  # the checkpoint holds the CLIP weights
-    if checkpoint.suffix == ".safetensors":
-        from dferbench_plugins.dferclip.checkpoints import load_checkpoint as load_own
+    plan.run_name = f"{info.model}[checkpoint={Path(checkpoint).name}]"
+    return runner.run_plan(plan, output=output, echo=echo, fixed_network=(loaded.network, info.class_texts))
 
-        network, _ = load_own(checkpoint)
-        texts: list[str] = network.class_texts
-        echo(f"loaded dferbench checkpoint {checkpoint}")
-    else:
-        # The architecture is inferred from tensor shapes unless the user names it: shapes
-        # cannot tell the attention head count of a non-OpenAI CLIP.
-        named = plan.config["model"]["clip_model"] != plan.preset["model"]["clip_model"]
-        loaded = load_authors_checkpoint(checkpoint, clip_model_name=plan.config["model"]["clip_model"] if named else None)
-        network, texts = loaded.model, loaded.class_texts
-        echo(f"loaded the DFER-CLIP authors' checkpoint {checkpoint}: architecture {loaded.clip_model_name or 'custom'}, "
-             f"epoch {loaded.epoch}, {len(loaded.dropped_keys)} duplicated clip_model_ keys dropped, "
-             f"pickled objects not loaded: {', '.join(loaded.skipped_objects) or 'none'}; "
-             f"class texts {'read from the checkpoint' if loaded.texts_recovered else 'given'}")
-    plan.run_name = f"{model}[checkpoint={checkpoint.name}]"
-    return runner.run_plan(plan, output=output, echo=echo, fixed_network=(network, texts))
+
+def predict(inputs: list[str | Path], checkpoint: str | Path, *, output: str | Path | None = "runs/predict",
+            dataset: str | None = None, model: str | None = None, overrides: list[str] | tuple[str, ...] = (),
+            face_detector: str = "haar", face: str = "main",
+            window: float = 2.0, stride: float = 0.5, video: bool = False, fps: float = 25.0,
+            detect_fps: float = 5.0, margin: float = 0.25, device: str | None = None, plot: bool = True,
+            echo: Callable[[str], None] = print, progress: bool | None = None) -> list[Any]:
+    """Predict the expressions over time in videos, frame folders or folders of them with
+    a trained checkpoint (:func:`dferbench.predict.pipeline.predict_videos`); returns one
+    :class:`~dferbench.predict.pipeline.VideoResult` per input, failed ones included.
+
+    ``checkpoint``: a dferbench checkpoint (everything comes from its sidecar; with
+    ``dataset``, its classes must be that dataset's) or a file a model reads itself, such
+    as the DFER-CLIP authors' ``.pth`` with ``dataset`` naming its classes (``overrides``:
+    settings of that dataset's preset, e.g. ``model.clip_model=NAME``). ``window``:
+    seconds per window (0: the whole face track as one window); ``stride``: seconds
+    between window starts; ``fps``: the frame rate of frame folders; ``detect_fps``: frames
+    searched for faces per second; ``margin``: the face crop's side is ``1 + margin`` times
+    the face box's; ``face``: ``main`` or ``all`` tracks; ``video``: also write an
+    annotated MP4; ``output``: None writes nothing. Settings and the checkpoint are checked
+    before any video is read (:class:`~dferbench.errors.DferbenchError`)."""
+    from dferbench.plugin import manager as plugins
+    from dferbench.predict.pipeline import FACE_MODES, predict_videos
+    from dferbench.predict.scorer import ModuleScorer
+    from dferbench.run.engine import resolve_device
+    from dferbench.run.trained import open_checkpoint
+
+    for name, value, rule, ok in (("window", window, ">= 0 seconds (0: the whole face track)", window >= 0),
+                                  ("stride", stride, "> 0 seconds", stride > 0), ("fps", fps, "> 0", fps > 0),
+                                  ("detect_fps", detect_fps, "> 0", detect_fps > 0), ("margin", margin, ">= 0", margin >= 0)):
+        if not ok:  # NaN fails every rule
+            raise DferbenchError(f"predict: {name} must be {rule}, got {value!r}")
+    if face not in FACE_MODES:
+        raise DferbenchError(f"predict: face must be one of {', '.join(FACE_MODES)}, got {face!r}")
+    if not inputs:
+        raise DferbenchError("predict: no inputs; give video files, frame folders or folders of them")
+    device = resolve_device(device or "auto")
+    detector = plugins.get("face detector", face_detector).target(device=device)
+    loaded = open_checkpoint(checkpoint, model=model, dataset=dataset, overrides=overrides, device=device)
+    info = loaded.info
+    echo(loaded.message)
+    scorer = ModuleScorer(loaded.network, info.classes, num_frames=info.num_frames, image_size=info.image_size,
+                          normalize=info.normalize, device=device)
+    return predict_videos(inputs, scorer, detector, window_s=window or None, stride_s=stride, face=face,
+                          output_dir=output, make_video=video, plot=plot, echo=echo, progress=progress,
+                          detect_fps=detect_fps, frame_fps=fps, margin=margin,
+                          provenance={"checkpoint": str(loaded.path), "model": info.model})
 
 
 def check_data(dataset: str, *, root: str | None = None, overrides: list[str] | tuple[str, ...] = (),
@@ -221,20 +255,18 @@ def check_data(dataset: str, *, root: str | None = None, overrides: list[str] | 
     """Validate a dataset on disk without training; returns a report with ``.ok`` and
     ``.format()`` (missing clips, frame-count mismatches, unreadable files, bad labels,
     duplicates, train/test overlap, malformed annotation lines with file and line)."""
-    import copy
-
     from dferbench.run import config as cfg
     from dferbench.plugin import manager as plugins
     from dferbench_plugins.datasets.checks import check_dataset
 
     reg = plugins.get("dataset", dataset)
-    base = copy.deepcopy(cfg.CORE_DEFAULTS)
-    base["data"].update(reg.options)
-    settings = cfg.apply_overrides(base, list(overrides) + ([f"data.root={json.dumps(root)}"] if root else []))
+    spec = cfg.extend(cfg.CORE_OPTIONS, "data", reg.options, f"dataset {dataset!r}")
+    overrides = list(overrides) + ([f"data.root={json.dumps(root)}"] if root else [])
+    settings = cfg.apply_overrides(cfg.defaults(spec), overrides, spec)
     return check_dataset(dataset, settings["data"], decode=decode)
 
 
-def leaderboard(results: str | Path = "results", out: str | Path = "leaderboards", datasets: list[str] | None = None,
+def leaderboard(results: str | Path = "runs", out: str | Path = "runs/leaderboards", datasets: list[str] | None = None,
                 *, check: bool = False, images: bool = True, skip_invalid: bool = False,
                 echo: Callable[[str], None] | None = None) -> list[str]:
     """Write ``out/<dataset>.md`` from result files; with ``check``, return the stale ones.
@@ -244,6 +276,8 @@ def leaderboard(results: str | Path = "results", out: str | Path = "leaderboards
     """
     from dferbench.report import leaderboard as lb
 
+    if not str(results).strip() or not str(out).strip():
+        raise DferbenchError("leaderboard: --results and --out must name folders, got ''")
     if not Path(results).is_dir():
         raise DferbenchError(f"results directory {results} does not exist: run `dferbench run` first")
     return lb.build(Path(results), Path(out), datasets, check=check, images=images, skip_invalid=skip_invalid,

@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from dferbench import hookimpl  # noqa: E402
+from dferbench import Option, hookimpl  # noqa: E402
 from dferbench.data.records import ClipRecord, DFERDataset  # noqa: E402
 from dferbench.plugin.manager import pm  # noqa: E402
 
@@ -68,6 +68,8 @@ class ToyMethod:
         ToyMethod.calls.append("fit")
         if self.ctx.fold == self.ctx.options["fail_on_fold"]:
             raise KeyboardInterrupt("simulated Ctrl-C")
+        if self.ctx.fold == self.ctx.options["error_on_fold"]:
+            raise ValueError("simulated bug in a model plugin\nsecond line")
         opt = torch.optim.SGD(self.module.parameters(), lr=self.ctx.options["lr"], momentum=0.9)
         return train_module(self.module, opt, None, train, monitor, epochs=self.ctx.train["epochs"],
                             batch_size=self.ctx.train["batch_size"], device=self.ctx.device, seed=self.ctx.seed)
@@ -86,7 +88,8 @@ class ToyPlugin:
     @hookimpl
     def dferbench_register_models(self, register):
         register("toy-model", ToyMethod, description="linear head on mean brightness",
-                 options={"lr": 0.5, "fail_on_fold": 0}, family="classifier-based",
+                 options={"lr": 0.5, "fail_on_fold": 0, "error_on_fold": Option(0, execution=True)},
+                 family="classifier-based",
                  presets={"default": {"train": {"epochs": 3, "batch_size": 8}, "data": {"image_size": 8}}})
 
 

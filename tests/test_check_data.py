@@ -61,8 +61,8 @@ def test_every_problem_of_a_broken_tree_is_reported(root, tmp_path):
                       "empty_clip": 1, "unreadable": 0, "corrupt": 2, "duplicate": 1, "train_test_overlap": 1,
                       "count_mismatch": 1}
     text = report.format()
-    assert "DFEW_set_1_train.txt:10: num_frames and label must be integers" in text
-    assert "DFEW_set_1_train.txt:11: label 7 out of range (0..6)" in text
+    assert "DFEW_set_1_train.txt:10: clip '00002': num_frames and label must be integers" in text
+    assert "DFEW_set_1_train.txt:11: clip '00002': label 7 out of range (0..6)" in text
     assert "DFEW_set_1_train.txt:12: clip '00001' already listed at" in text and "DFEW_set_1_train.txt:1" in text
     assert "fold 1: clip '00005'" in text and "is in train and test" in text
     assert "clip '00003' missing" in text and "clip '00009' empty" in text

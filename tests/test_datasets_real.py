@@ -118,7 +118,7 @@ def test_dfew_empty_clip_folder(dfew_root):
 def test_dfew_csv_label_out_of_range_names_file_and_line(dfew_root):
     csv = dfew_root / "EmoLabel_DataSplit" / "test(single-labeled)" / "set_2.csv"
     csv.write_text(csv.read_text() + "3,0\n")  # 0 = clip without a single label
-    with pytest.raises(DferbenchError, match=r"set_2\.csv:4: label 0 out of range \(1\.\.7\)"):
+    with pytest.raises(DferbenchError, match=r"set_2\.csv:4: clip '00003': label 0 out of range \(1\.\.7\)"):
         build_dfew({"root": str(dfew_root)})
 
 
@@ -165,14 +165,14 @@ def test_parse_annotation_text_errors_have_line_numbers():
     assert [l.line for l in lines] == [1]
     assert [str(e).split(": ")[0] for e in errors] == [f"DFEW_set_1_train.txt:{i}" for i in (2, 3, 4, 5, 6)]
     assert [e.kind for e in errors] == ["malformed", "malformed", "label", "malformed", "label"]
-    assert "label 9 out of range (0..6)" in str(errors[2])
+    assert "DFEW_set_1_train.txt:4: clip '4': label 9 out of range (0..6)" == str(errors[2])
 
 
 def test_malformed_line_stops_the_build_with_file_and_line(dfew_root, tmp_path):
     ann = write_dfew_annotations(tmp_path / "ann", f"{AUTHORS_PREFIX}/DFEW/DFEW_Frame_Face")
     f = ann / "DFEW_set_3_test.txt"
     f.write_text(f.read_text() + "\n\n/x/00009 nine 2")
-    with pytest.raises(DferbenchError, match=r"DFEW_set_3_test\.txt:4: num_frames and label must be integers"):
+    with pytest.raises(DferbenchError, match=r"DFEW_set_3_test\.txt:4: clip '00009': num_frames and label must be integers"):
         build_dfew({"root": str(dfew_root), "annotations": str(ann)})
 
 
@@ -303,7 +303,7 @@ def test_mafw_label_11_is_out_of_range(tmp_path):
     root, ann = make_mafw(tmp_path)
     f = ann / "MAFW_set_2_test.txt"
     f.write_text(f.read_text() + f"\n{AUTHORS_PREFIX}/MAFW/data/faces/00025 6 11")
-    with pytest.raises(DferbenchError, match=r"MAFW_set_2_test\.txt:4: label 11 out of range \(0\.\.10\)"):
+    with pytest.raises(DferbenchError, match=r"MAFW_set_2_test\.txt:4: clip '00025': label 11 out of range \(0\.\.10\)"):
         build_mafw({"root": str(root), "annotations": str(ann)})
 
 
@@ -357,14 +357,14 @@ def test_custom_errors_name_file_and_line(tmp_path):
     make_custom(tmp_path)
     f = tmp_path / "clips.csv"
     f.write_text("# classes: calm, upset\npath,label\nframes/bob_01,calm\nframes/bob_02,angry\n")
-    with pytest.raises(DferbenchError, match=r"clips\.csv:4: label 'angry' is not one of the classes"):
+    with pytest.raises(DferbenchError, match=r"clips\.csv:4: clip 'frames/bob_02': label 'angry' is not one of the classes"):
         build_custom({"file": str(f)})
     f.write_text("path,label,split\nframes/bob_01,calm,train\nframes/bob_02,calm,validation\n")
-    with pytest.raises(DferbenchError, match=r"clips\.csv:3: split must be train or test"):
+    with pytest.raises(DferbenchError, match=r"clips\.csv:3: clip 'frames/bob_02': split must be train or test"):
         build_custom({"file": str(f)})
     t = tmp_path / "clips.toml"
     t.write_text('classes = ["a", "b"]\n\n[[clips]]\npath = "frames/bob_01"\nlabel = 5\n')
-    with pytest.raises(DferbenchError, match=r"clips\.toml:3: label 5"):
+    with pytest.raises(DferbenchError, match=r"clips\.toml:3: clip 'frames/bob_01': label 5"):
         build_custom({"file": str(t)})
     f.write_text("path,label\nframes/nope,calm\n")
     with pytest.raises(DferbenchError, match="'frames/nope' missing"):
@@ -417,13 +417,15 @@ def test_custom_corrupt_video_is_skipped_when_asked(tmp_path):
 
 def test_plugin_registers_the_four_datasets():
     import dferbench_plugins.datasets as plugin
+    from dferbench.run.config import option_defaults
     from dferbench_plugins.datasets.custom import CUSTOM_OPTIONS
 
     seen = {}
     plugin.dferbench_register_datasets(
         lambda name, factory, description="", options=None: seen.setdefault(name, (factory, options)))
     assert sorted(seen) == ["custom", "dfew", "ferv39k", "mafw"]
-    assert seen["dfew"][1] == COMMON_OPTIONS and seen["custom"][1] == CUSTOM_OPTIONS
+    assert option_defaults(seen["dfew"][1]) == COMMON_OPTIONS
+    assert option_defaults(seen["custom"][1]) == CUSTOM_OPTIONS
     assert {"root", "annotations", "skip_bad_clips"} <= set(seen["mafw"][1])
 
 

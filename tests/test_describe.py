@@ -62,7 +62,7 @@ def test_describe_writes_a_usable_descriptor_file(fake_llm, tmp_path):
 def test_unreachable_endpoint_is_a_clear_error():
     res = CliRunner().invoke(cli, ["describe", "--classes", "fear", "--endpoint", "http://127.0.0.1:9/v1",
                                    "--model", "x"])
-    assert res.exit_code == 1 and "could not reach http://127.0.0.1:9/v1/chat/completions" in res.output
+    assert res.exit_code == 2 and "could not reach http://127.0.0.1:9/v1/chat/completions" in res.output
 
 
 def test_cues_never_contain_the_class_name():

@@ -112,7 +112,7 @@ def test_precision_and_pipeline_are_checked_and_recorded():
         cfg.validate(cfg.apply_overrides(base, ["data.pipeline=fastest"]))
     with pytest.raises(DferbenchError, match="train.precision"):
         cfg.validate(cfg.apply_overrides(base, ["train.precision=fp16"]))
-    with pytest.raises(DferbenchError, match="data.prefetch must be -1"):
+    with pytest.raises(DferbenchError, match="data.prefetch must be an integer >= -1, got -3"):
         cfg.validate(cfg.apply_overrides(base, ["data.prefetch=-3"]))
     # execution settings, like the device: same unit, same result file
     assert cfg.config_hash(base) == cfg.config_hash(cfg.apply_overrides(

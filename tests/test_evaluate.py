@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from dferbench import api
 from dferbench.plugin import manager as plugins
 from dferbench.run import runner
+from dferbench.run.config import option_defaults
 from dferbench.cli import cli
 from dferbench.data.loader import ClipSet
 from dferbench.run.engine import predict_module
@@ -27,7 +28,7 @@ SETTINGS = ["data.image_size=32", "data.num_clips=120", "train.eval_batch_size=1
 def trained():
     torch.manual_seed(3)
     clip, tok = create_clip("dferbench-test-tiny", None)
-    classes = plugins.get("dataset", "synthetic").target({**plugins.datasets()["synthetic"].options}).classes
+    classes = plugins.get("dataset", "synthetic").target(option_defaults(plugins.datasets()["synthetic"].options)).classes
     texts = [t[0] for t in descriptor_texts(classes)]
     model = DFERCLIP(clip, texts, tokenizer=tok)
     with torch.no_grad():
@@ -64,8 +65,8 @@ def test_evaluate_refuses_a_class_count_mismatch(trained, tmp_path):
     _save_authors_checkpoint(trained, ckpt)
     res = CliRunner().invoke(cli, ["evaluate", "-c", str(ckpt), "-d", "synthetic-11", "-o", str(tmp_path)]
                              + [a for s in SETTINGS for a in ("--set", s)])
-    assert res.exit_code == 1
-    assert "the checkpoint scores 7 classes but 'synthetic-11' has 11" in res.output
+    assert res.exit_code == 2
+    assert "m.pth scores 7 classes but dataset 'synthetic-11' has 11" in res.output
 
 
 def test_api_build_model_optimizer_and_checkpoint_round_trip(trained, tmp_path):

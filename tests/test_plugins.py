@@ -181,7 +181,7 @@ def test_cli_lists_plugins_and_registrations():
 
 def test_cli_reports_bad_input_in_one_line():
     res = CliRunner().invoke(cli, ["run", "--model", "zeroshot-clp", "--dataset", "synthetic"])
-    assert res.exit_code == 1
+    assert res.exit_code == 2
     assert res.output.strip().splitlines() == [
         "Error: unknown model 'zeroshot-clp'. Did you mean 'zeroshot-clip'? Valid models: "
         + ", ".join(sorted(plugins.models()))

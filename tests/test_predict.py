@@ -61,10 +61,11 @@ def astronaut_mp4(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def network():
+    from dferbench.run.config import option_defaults
     from dferbench_plugins.dferclip import OPTIONS, build_network
 
     torch.manual_seed(0)
-    options = dict(OPTIONS, clip_model="dferbench-tiny", pretrained="dferbench-synthetic")
+    options = dict(option_defaults(OPTIONS), clip_model="dferbench-tiny", pretrained="dferbench-synthetic")
     return build_network(list(DFEW_CLASSES), options, num_frames=8).eval()
 
 

@@ -179,3 +179,21 @@ def test_frame_cache_answers_a_repeated_call_from_memory():
     full(first, [0, 2, 4])
     full(second, [0, 2, 4])
     assert list(full.frames) == [first.clip_id]
+
+
+def test_a_failing_cell_is_recorded_and_the_others_run(toy_plugin, tmp_path, monkeypatch):
+    import dataclasses
+
+    from dferbench.errors import UnitsFailed
+
+    def broken(idx, n_frames, level, key):
+        raise RuntimeError("decoder gave up")
+
+    monkeypatch.setitem(corr.CORRUPTIONS, "frame_drop", dataclasses.replace(corr.CORRUPTIONS["frame_drop"], fn=broken))
+    ToyMethod.calls.clear()
+    with pytest.raises(UnitsFailed) as err:
+        toy_robustness(tmp_path, folds=[1])
+    assert len(err.value.failed) == 5 and "[frame_drop 1]" in err.value.failed[0]
+    assert len(err.value.results) == 1 + 5 and ToyMethod.calls == ["fit"]  # the failures cost no retraining
+    failure = json.loads(cell_path(tmp_path, "frame_drop-3").with_suffix(".failed.json").read_text())
+    assert "decoder gave up" in failure["error"]

@@ -190,6 +190,7 @@ def test_reported_rows_are_never_sorted_into_reproduced_ones(browser, tmp_path, 
         path.write_text(json.dumps({
             "schema": 1, "run_name": name, "model": name, "variant": "", "dataset": "dfew", "fold": 1, "seed": 1,
             "uar": uar, "war": uar, "selection": "last_epoch", "confusion": [[1, 0], [0, 1]], "classes": ["a", "b"],
+            "n_test": 2,
             "config_hash": "h", "num_frames": 16, "image_size": 224, "normalize": "clip", "family": "text-based",
             "temporal": True, "precision": "fp32"}))
     build_site(results, tmp_path / "site")

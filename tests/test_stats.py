@@ -250,9 +250,12 @@ def write_row(root, run_name: str, units: list[stats.Unit], dataset: str = "toy"
     for u in units:
         path = UnitKey(run_name, dataset, u.fold, u.seed).path(root)
         logits = np.eye(classes)[u.y_pred]
-        result = {"schema": 1, "run_name": run_name, "model": run_name.split("[")[0], "dataset": dataset,
+        result = {"schema": 1, "run_name": run_name, "model": run_name.split("[")[0], "variant": "", "dataset": dataset,
                   "fold": u.fold, "seed": u.seed, "selection": "last_epoch",
-                  "uar": round(metrics.uar(u.y_true, u.y_pred), 3), "war": metrics.war(u.y_true, u.y_pred)}
+                  "uar": round(metrics.uar(u.y_true, u.y_pred), 3), "war": metrics.war(u.y_true, u.y_pred),
+                  "classes": [f"k{c}" for c in range(classes)],
+                  "confusion": metrics.confusion(u.y_true, u.y_pred, classes).tolist(), "n_test": len(u.y_true),
+                  "config_hash": "h" + run_name, "num_frames": 16, "image_size": 224, "normalize": "none"}
         save_unit(path, result, predictions_csv(list(u.clip_ids), u.y_true, logits, [f"k{c}" for c in range(classes)]))
 
 

@@ -66,6 +66,11 @@ def test_sweep_cli_dry_run_and_failures(tmp_path):
     assert result.stdout.count("planned") == 2 and "dferbench run --model zeroshot-clip" in result.stdout
     result = _cli("sweep", "-m", "zeroshot-clip", "-d", "synthetic", "--folds", "1", "--set", "data.num_clips=35",
                   "--set", "model.text=no-such-text-set", "-o", str(tmp_path), "--device", "cpu")
+    assert result.returncode == 2 and "model.text must be a registered text set" in result.stderr  # before any unit
+    incomplete = tmp_path / "descriptors.toml"  # a descriptor file without a sentence per class: found in the unit
+    incomplete.write_text('[descriptors]\nhappiness = "a smile"\n')
+    result = _cli("sweep", "-m", "zeroshot-clip", "-d", "synthetic", "--folds", "1", "--set", "data.num_clips=35",
+                  "--set", f"model.text=file:{incomplete}", "-o", str(tmp_path), "--device", "cpu")
     assert result.returncode == 1 and "failed" in result.stdout
 
 

@@ -117,9 +117,10 @@ def test_camera_blur_softens_the_frames(wild: DFERDataset) -> None:
 
 def test_wild_is_registered_like_synthetic() -> None:
     from dferbench.plugin import manager as plugins
+    from dferbench.run.config import option_defaults
 
     wild, base = plugins.get("dataset", "synthetic-wild"), plugins.get("dataset", "synthetic")
     assert wild.options == base.options and wild.plugin == base.plugin
-    ds = wild.target({**wild.options, "num_clips": 70})
+    ds = wild.target({**option_defaults(wild.options), "num_clips": 70})
     assert ds.name == "synthetic-wild" and ds.split(1, "test")[0].source.startswith("synthetic-wild:0:")
     assert "synthetic-wild" in plugins.get("model", "zeroshot-clip").extra["presets"]

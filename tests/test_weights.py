@@ -278,6 +278,7 @@ def test_offline_run_stops_at_plan_time_with_one_line(tmp_path, offline, monkeyp
 
 
 def test_custom_dataset_offline_fails_on_weights_before_reading_its_file(tmp_path, offline):
+    (tmp_path / "never-read.csv").write_text("not a clip list\n")  # settings check that it exists, no more
     with pytest.raises(MissingWeights, match="pretrained='openai' are not on this machine"):
         runner.plan("zeroshot-clip", "custom", overrides=[f"data.file={tmp_path / 'never-read.csv'}"])
 

@@ -2,28 +2,41 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from pathlib import Path
 
 import click
 
 from dferbench import __version__
-from dferbench.errors import DferbenchError
+from dferbench.errors import DferbenchError, Terminated, storage_error
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def _ints(text: str | None) -> list[int] | None:
-    if not text:
+def _ints(text: str | None, option: str) -> list[int] | None:
+    """``--option 1,2,3`` as integers; None when the option was not given."""
+    if text is None:
         return None
+    parts = [t for t in text.replace(" ", "").split(",") if t]
+    if not parts:
+        raise DferbenchError(f"{option} is empty: give comma-separated integers like 1,2,3, or leave {option} out")
     try:
-        return [int(t) for t in text.replace(" ", "").split(",") if t]
+        return [int(t) for t in parts]
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers like 1,2,3, got {text!r}") from None
+        raise DferbenchError(f"{option} expects comma-separated integers like 1,2,3, got {text!r}") from None
+
+
+def _fail(message: str, exit_code: int) -> click.ClickException:
+    error = click.ClickException(message)
+    error.exit_code = exit_code
+    return error
 
 
 class _Group(click.Group):
-    """Adds the commands plugins register; turns DferbenchError into one clear line and exit status 2."""
+    """Adds the commands plugins register; turns errors and interruptions into one line and
+    the exit status of :mod:`dferbench.errors` (tracebacks only with DFERBENCH_DEBUG=1)."""
 
     _plugin_commands: dict[str, click.Command] | None = None
 
@@ -47,10 +60,30 @@ class _Group(click.Group):
         return super().get_command(ctx, name) or self.plugin_commands().get(name)
 
     def invoke(self, ctx: click.Context):
+        debug = bool(os.environ.get("DFERBENCH_DEBUG"))
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # one line too, with where to look
+            if debug:
+                raise
+            where = exc.ctx.command_path if exc.ctx else ctx.command_path
+            raise _fail(f"{exc.format_message()} (see `{where} -h`)", exc.exit_code) from None
         except DferbenchError as exc:
-            raise click.ClickException(str(exc)) from None
+            if debug:
+                raise
+            raise _fail(str(exc), exc.exit_code) from None
+        except OSError as exc:
+            error = storage_error(exc)
+            if error is None or debug:
+                raise
+            raise _fail(str(error), error.exit_code) from None
+        except (KeyboardInterrupt, Terminated) as exc:
+            what, code = ("interrupted", 130) if isinstance(exc, KeyboardInterrupt) else ("terminated (SIGTERM)", 143)
+            kept = getattr(exc, "finished_units", None)
+            if kept is not None:
+                what += f"; {kept} finished units kept; rerun the same command to resume"
+            click.echo(what, err=True)
+            ctx.exit(code)
 
 
 @click.group(cls=_Group, context_settings=CONTEXT)
@@ -63,9 +96,10 @@ def cli() -> None:
       dferbench list models                       what can run
       dferbench run --model zeroshot-clip --dataset synthetic
       dferbench run --model dferclip --dataset mafw --set data.root=/data/MAFW
-      dferbench leaderboard                       Markdown tables from results/
-    Each (model, dataset, fold, seed) unit writes results/<dataset>/<run>/foldK-seedS.json;
+      dferbench leaderboard                       Markdown tables from runs/
+    Each (model, dataset, fold, seed) unit writes runs/<dataset>/<run>/foldK-seedS.json;
     a rerun skips finished units, so an interrupted run resumes where it stopped.
+    Exit status: 0 done, 1 some units failed, 2 bad usage or settings, 130 Ctrl-C, 143 SIGTERM.
     """
 
 
@@ -78,7 +112,7 @@ def cli() -> None:
               help="Override one setting, e.g. --set train.epochs=5 (repeatable).")
 @click.option("--folds", help="Comma-separated folds to run (default: every fold).")
 @click.option("--seeds", help="Comma-separated seeds (default: the preset's).")
-@click.option("--output", "-o", default="results", show_default=True, type=click.Path(file_okay=False),
+@click.option("--output", "-o", default="runs", show_default=True, type=click.Path(file_okay=False),
               help="Directory for result files.")
 @click.option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 @click.option("--rerun", is_flag=True, help="Run units again even when their result exists.")
@@ -99,30 +133,40 @@ def run(model, dataset, config_file, overrides, folds, seeds, output, device, re
     Transfer: dferbench run -m dferclip -d synthetic-wild --train-dataset synthetic
     """
     from dferbench import api
+    from dferbench.errors import UnitsFailed
     from dferbench.report import leaderboard
 
-    api.run(model, dataset, config=config_file, overrides=overrides, folds=_ints(folds), seeds=_ints(seeds),
-            output=output, device=device, skip_existing=not rerun, echo=lambda m: click.echo(m, err=True),
-            train_dataset=train_dataset, train_fold=train_fold, train_overrides=train_overrides)
+    failed = None
+    try:
+        api.run(model, dataset, config=config_file, overrides=overrides, folds=_ints(folds, "--folds"),
+                seeds=_ints(seeds, "--seeds"), output=output, device=device, skip_existing=not rerun,
+                echo=lambda m: click.echo(m, err=True), train_dataset=train_dataset, train_fold=train_fold,
+                train_overrides=train_overrides)
+    except UnitsFailed as exc:  # the finished units still make a leaderboard
+        failed = exc
     from dferbench.run.distributed import is_main_process
 
     if show and is_main_process():  # under torchrun only rank 0 prints
         if train_dataset:
             from dferbench.report.transfer import render
 
-            click.echo(render(Path(output))[0])
+            click.echo(render(Path(output), skip_invalid=True)[0])
         else:
             click.echo(leaderboard.summarize(dataset, Path(output)))
+    if failed:
+        raise failed
 
 
 @cli.command()
-@click.option("--model", "-m", default="dferclip", show_default=True, help="Model the checkpoint belongs to.")
+@click.option("--model", "-m", help="Model that reads a file which is not a dferbench checkpoint (default: dferclip; "
+              "a dferbench checkpoint names its own).")
 @click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False),
-              help="dferbench .safetensors checkpoint, or a .pth written by the DFER-CLIP authors' script.")
+              help="dferbench .checkpoint.safetensors (its .json sidecar next to it), or a .pth written by the "
+              "DFER-CLIP authors' script.")
 @click.option("--dataset", "-d", required=True, help="Dataset to evaluate on (its test split).")
 @click.option("--fold", "folds", help="Comma-separated folds (default: 1). The authors release one file per fold.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a data setting.")
-@click.option("--output", "-o", default="results", show_default=True, type=click.Path(file_okay=False))
+@click.option("--output", "-o", default="runs", show_default=True, type=click.Path(file_okay=False))
 @click.option("--device", help="cpu, cuda ... (default: cuda if available).")
 def evaluate(model, checkpoint, dataset, folds, overrides, output, device) -> None:
     """Evaluate a trained checkpoint on a dataset's test split and record the result.
@@ -133,15 +177,15 @@ def evaluate(model, checkpoint, dataset, folds, overrides, output, device) -> No
     """
     from dferbench import api
 
-    for r in api.evaluate(model, dataset, checkpoint, folds=_ints(folds), overrides=overrides, output=output,
+    for r in api.evaluate(model, dataset, checkpoint, folds=_ints(folds, "--fold"), overrides=overrides, output=output,
                           device=device, echo=lambda m: click.echo(m, err=True)):
         click.echo(f"fold {r['fold']}: UAR {r['uar']:.2f}  WAR {r['war']:.2f}  ({r['n_test']} clips)")
 
 
 @cli.command(name="leaderboard")
-@click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False),
+@click.option("--results", default="runs", show_default=True, type=click.Path(file_okay=False),
               help="Directory of result files.")
-@click.option("--out", default="leaderboards", show_default=True, type=click.Path(file_okay=False),
+@click.option("--out", default="runs/leaderboards", show_default=True, type=click.Path(file_okay=False),
               help="Where <dataset>.md and the confusion-matrix PNGs go.")
 @click.option("--dataset", "datasets", multiple=True,
               help="Only these datasets (default: every dataset with results or with reported numbers).")
@@ -301,7 +345,7 @@ def bench_cache(model, dataset, folds, overrides) -> None:
 
     from dferbench.tools.bench_cache import benchmark_cache
 
-    rows = benchmark_cache(model=model, dataset=dataset, folds=_ints(folds), overrides=list(overrides))
+    rows = benchmark_cache(model=model, dataset=dataset, folds=_ints(folds, "--folds"), overrides=list(overrides))
     click.echo(tabulate(rows, headers="keys", tablefmt="pipe"))
 
 
@@ -316,7 +360,8 @@ def bench_coop_memory(clip_model, device, precision, batch_sizes) -> None:
 
     from dferbench.tools.bench_coop import coop_memory
 
-    rows = coop_memory(clip_model=clip_model, batch_sizes=_ints(batch_sizes), device=device, precision=precision)
+    rows = coop_memory(clip_model=clip_model, batch_sizes=_ints(batch_sizes, "--batch-sizes"), device=device,
+                       precision=precision)
     click.echo(tabulate(rows, headers="keys", tablefmt="pipe"))
 
 
@@ -385,7 +430,7 @@ def bench_train(model, device, batch_size, frames, steps, warmup, workers, prefe
                                      on_row=lambda rows: save(timing=rows))
         click.echo(bt.timing_table(rows))
         failed = [r["mode"] for r in rows if "error" in r]
-    seeds = _ints(accuracy_seeds)
+    seeds = _ints(accuracy_seeds, "--accuracy-seeds")
     if seeds:
         compare = bt.CompareSettings(device=device, seeds=seeds, epochs=accuracy_epochs, num_clips=accuracy_clips,
                                      frames=accuracy_frames, batch_size=accuracy_batch_size,
@@ -411,7 +456,7 @@ def bench_train(model, device, batch_size, frames, steps, warmup, workers, prefe
 @click.option("--seeds", help="Comma-separated seeds (default: each model's preset).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file overriding the presets.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a setting (repeatable).")
-@click.option("--output", "-o", default="results", show_default=True, type=click.Path(file_okay=False))
+@click.option("--output", "-o", default="runs", show_default=True, type=click.Path(file_okay=False))
 @click.option("--device", help="Device of every unit (default: cuda if available).")
 @click.option("--executor", type=click.Choice(["local", "slurm", "ray"]), default="local", show_default=True)
 @click.option("--jobs", "-j", default=1, show_default=True,
@@ -465,7 +510,8 @@ def sweep(models, datasets, folds, seeds, config_file, overrides, output, device
                        gpus_required=bool(device and device.startswith("cuda")),
                        cpus_per_task=cpus_per_task if address else 1)
     rows = sw.sweep([m.strip() for m in models.split(",") if m.strip()],
-                    [d.strip() for d in datasets.split(",") if d.strip()], folds=_ints(folds), seeds=_ints(seeds),
+                    [d.strip() for d in datasets.split(",") if d.strip()], folds=_ints(folds, "--folds"),
+                    seeds=_ints(seeds, "--seeds"),
                     overrides=overrides, config=config_file, device=device, output=output, executor=executor,
                     jobs=jobs, rerun=rerun, dry_run=dry_run, echo=lambda m: click.echo(m, err=True), **options)
     keys = ["unit", "status", "uar", "war", "seconds", "job", "command", "error"]
@@ -509,12 +555,28 @@ from dferbench.cli.weights import weights as _weights  # noqa: E402  (its own mo
 
 cli.add_command(_weights)
 
+from dferbench.cli.predict import predict as _predict  # noqa: E402
+
+cli.add_command(_predict)
+
 from dferbench.cli.robustness import robustness as _robustness  # noqa: E402  (its own module)
 
 cli.add_command(_robustness)
 
 
+_MAIN_PID = os.getpid()
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    if os.getpid() != _MAIN_PID:  # a forked DataLoader worker: just end
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    raise Terminated()
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _on_sigterm)  # unwind like Ctrl-C: locks released, temporary files removed
     cli(prog_name="dferbench")
 
 

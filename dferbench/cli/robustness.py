@@ -44,14 +44,21 @@ def robustness(model, dataset, corruptions, severities, corruption_seed, config_
     """
     from dferbench import api
     from dferbench.cli import _ints
+    from dferbench.errors import UnitsFailed
     from dferbench.report import robustness as report
 
-    api.robustness(model, dataset, corruptions=_names(corruptions), severities=_ints(severities),
-                   corruption_seed=corruption_seed, config=config_file, overrides=overrides, folds=_ints(folds),
-                   seeds=_ints(seeds), output=output, device=device, skip_existing=not rerun,
-                   echo=lambda m: click.echo(m, err=True))
-    markdown, rows = report.render(dataset, Path(output), baseline=baseline)
+    failed = None
+    try:
+        api.robustness(model, dataset, corruptions=_names(corruptions), severities=_ints(severities, "--severities"),
+                       corruption_seed=corruption_seed, config=config_file, overrides=overrides,
+                       folds=_ints(folds, "--folds"), seeds=_ints(seeds, "--seeds"), output=output, device=device,
+                       skip_existing=not rerun, echo=lambda m: click.echo(m, err=True))
+    except UnitsFailed as exc:  # the finished cells still make a table
+        failed = exc
+    markdown, rows = report.render(dataset, Path(output), baseline=baseline, skip_invalid=True)
     click.echo(markdown)
     if plot:
         report.plot(rows, Path(plot), dataset)
         click.echo(f"wrote {plot}", err=True)
+    if failed:
+        raise failed

@@ -139,20 +139,18 @@ def read_torch_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {str(path)!r}")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True), []
+    try:  # an open file, not the path: torch.load reads any *.safetensors path as safetensors
+        with path.open("rb") as f:
+            return torch.load(f, map_location=map_location, weights_only=True), []
     except pickle.UnpicklingError as err:
         reason = _weights_only_reason(err)
         logger.info("weights_only load of %s refused (%s); retrying with the restricted unpickler", path, reason)
 
     skipped: list[str] = []
     try:
-        obj = torch.load(
-            path,
-            map_location=map_location,
-            pickle_module=_restricted_pickle_module(skipped),
-            weights_only=False,
-        )
+        with path.open("rb") as f:
+            obj = torch.load(f, map_location=map_location, pickle_module=_restricted_pickle_module(skipped),
+                             weights_only=False)
     except Exception as err:
         raise RuntimeError(
             f"cannot read {str(path)!r} safely: torch.load(weights_only=True) refused it ({reason}) "

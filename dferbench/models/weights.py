@@ -302,6 +302,7 @@ def needed_weights() -> list[NeededWeights]:
     each of its dataset presets (and :data:`OTHER_DATASETS`) use, grouped by weights; then
     each weights tag plugins register (``dferbench_register_clip_models``) under model ``-``."""
     from dferbench.plugin import manager
+    from dferbench.run.config import option_defaults
     from dferbench.run.runner import _preset_layer
 
     rows: list[NeededWeights] = []
@@ -311,7 +312,7 @@ def needed_weights() -> list[NeededWeights]:
         groups: dict[tuple[str, str], list[str]] = {}
         for preset in [OTHER_DATASETS] + sorted(p for p in (reg.extra.get("presets") or {}) if p != "default"):
             layer = _preset_layer(reg, "default" if preset == OTHER_DATASETS else preset)
-            options = {**reg.options, **(layer.get("model") or {})}
+            options = {**option_defaults(reg.options), **(layer.get("model") or {})}
             groups.setdefault((options["clip_model"], str(options["pretrained"] or "")), []).append(preset)
         hint = reg.extra.get("weights_help", "")
         for (clip_model, pretrained), names in groups.items():

@@ -18,6 +18,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from dferbench.data.records import DFERDataset
+    from dferbench.models.checkpoints import CheckpointInfo, LoadedNetwork
     from dferbench.plugin.method import Method, ModelContext
 
 hookspec = pluggy.HookspecMarker("dferbench")
@@ -35,6 +36,8 @@ class RegisterDataset(Protocol):
         *,
         description: str = "",
         options: Mapping[str, Any] | None = None,
+        classes: list[str] | None = None,
+        presets_like: str | None = None,
     ) -> None: ...
 
 
@@ -50,6 +53,8 @@ class RegisterModel(Protocol):
         family: str = "",
         temporal: bool = False,
         network: Callable[..., Any] | None = None,
+        rebuild: Callable[[CheckpointInfo, str], Any] | None = None,
+        load_checkpoint: Callable[[Path, Mapping[str, Any], str], LoadedNetwork] | None = None,
     ) -> None: ...
 
 
@@ -87,8 +92,12 @@ class RegisterCommands(Protocol):
 def dferbench_register_datasets(register: RegisterDataset) -> None:
     """Offer datasets. Runs once per process, the first time the dataset registry is read.
 
-    Call ``register(name, factory, description=..., options=...)`` once per dataset.
-    ``options`` maps each option the dataset understands to its default (for example
+    Call ``register(name, factory, description=..., options=..., classes=..., presets_like=...)``
+    once per dataset. ``classes`` (optional): the class names in label order when they are fixed,
+    so that checkpoints can be named and checked without the data. ``presets_like``
+    (optional): the name of a dataset whose model presets runs on this one take, for a
+    variant of a benchmark (``synthetic-wild`` takes ``synthetic``'s); a model's preset for
+    this very dataset still wins. ``options`` maps each option the dataset understands to its default (for example
     ``{"root": ""}``); the defaults join the run's ``[data]`` config section, their
     types are enforced on ``--set data.KEY=VALUE``. ``factory(options)`` receives the
     whole effective ``[data]`` section and returns a
@@ -114,6 +123,13 @@ def dferbench_register_models(register: RegisterModel) -> None:
       ``temporal_depth = 0`` counts as without).
     - ``network`` (optional): ``network(class_texts, options, num_frames, device)`` returning
       the bare ``torch.nn.Module``, for ``dferbench.api.build_model``.
+    - ``rebuild`` (optional): ``rebuild(info, device)`` returning the network a dferbench
+      checkpoint describes (``info``: its :class:`~dferbench.models.checkpoints.CheckpointInfo`,
+      with the ``rebuild`` data the method passed to ``ctx.save_checkpoint``), weights
+      arbitrary: the core loads and checks them. For ``predict`` and ``evaluate``.
+    - ``load_checkpoint`` (optional): ``load_checkpoint(path, options, device)`` returning a
+      :class:`~dferbench.models.checkpoints.LoadedNetwork` for a file of the model's own
+      kind that is not a dferbench checkpoint (DFER-CLIP: its authors' ``.pth``).
 
     ``factory(ctx)`` receives a :class:`dferbench.plugin.method.ModelContext` (class names,
     effective config, device, seed, output directory) and returns a

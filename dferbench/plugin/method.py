@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 import numpy as np
 
 from dferbench.errors import DferbenchError
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from dferbench.data.loader import ClipSet
 
 
@@ -33,6 +35,18 @@ class ModelContext:
     workdir: Path
     texts: Callable[[str, list[str]], list[list[str]]]
     progress: bool = False
+    unit_path: Path | None = None  # the unit's result file; None outside a run
+    written: list[Path] = field(default_factory=list)
+
+    def unit_file(self, suffix: str) -> Path:
+        """Where the method writes a file of this unit: next to its result, so
+        ``unit_file("checkpoint.safetensors")`` is ``.../foldK-seedS.checkpoint.safetensors``.
+        The runner prints each such file that exists when the unit ends and lists it in the
+        result's ``files``."""
+        base = self.unit_path or self.workdir / f"fold{self.fold}-seed{self.seed}.json"
+        path = base.with_suffix("." + suffix)
+        self.written.append(path)
+        return path
 
     @property
     def options(self) -> dict[str, Any]:
@@ -42,6 +56,35 @@ class ModelContext:
     @property
     def train(self) -> dict[str, Any]:
         return self.config["train"]
+
+    def save_checkpoint(self, network: nn.Module, *, rebuild: Mapping[str, Any],
+                        class_texts: list[str] | None = None, text_set: str = "") -> Path:
+        """Write ``network`` as this unit's dferbench checkpoint,
+        ``foldK-seedS.checkpoint.safetensors`` + ``.checkpoint.json`` next to its result,
+        so that ``dferbench predict`` and ``evaluate`` can use it.
+
+        ``rebuild``: JSON data from which the model's registered ``rebuild(info, device)``
+        capability builds the same network again (for DFER-CLIP, its options and CLIP
+        architecture); ``class_texts``: what the network scores per class (default: the
+        class names); ``text_set``: the text set they came from. The sidecar also records
+        the model and its plugin, the classes, the clip settings of ``[data]``, the
+        dataset, fold, seed and the effective config. Returns the weights' path."""
+        from dferbench import __version__
+        from dferbench.models.checkpoints import CheckpointInfo, save_checkpoint
+        from dferbench.plugin import manager as plugins
+        from dferbench.run.config import config_hash
+
+        plugin = plugins.get("model", self.model).plugin
+        data = self.config["data"]
+        info = CheckpointInfo(
+            model=self.model, classes=list(self.classes), class_texts=list(class_texts or self.classes),
+            num_frames=data["num_frames"], image_size=data["image_size"], normalize=data["normalize"],
+            rebuild=dict(rebuild), text_set=text_set, plugin=plugin,
+            plugin_version=plugins.plugin_versions.get(plugin, ""), dataset=self.dataset, fold=self.fold,
+            seed=self.seed, config=self.config, config_hash=config_hash(self.config), dferbench_version=__version__)
+        weights, _ = save_checkpoint(self.unit_file("checkpoint.safetensors"), network, info)
+        self.unit_file("checkpoint.json")
+        return weights
 
 
 @dataclass

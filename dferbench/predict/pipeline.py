@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -250,7 +250,7 @@ def predict_videos(inputs: Sequence[str | os.PathLike[str]], scorer: Scorer, det
                    echo: Callable[[str], None] = print, progress: bool | None = None,
                    detect_fps: float = DETECT_FPS, detect_max_side: int = DETECT_MAX_SIDE,
                    frame_fps: float = DEFAULT_FRAME_FPS, margin: float = DEFAULT_MARGIN,
-                   batch_windows: int = BATCH_WINDOWS) -> list[VideoResult]:
+                   batch_windows: int = BATCH_WINDOWS, provenance: Mapping[str, Any] | None = None) -> list[VideoResult]:
     """Predict the expressions over time in each input.
 
     Args:
@@ -273,6 +273,7 @@ def predict_videos(inputs: Sequence[str | os.PathLike[str]], scorer: Scorer, det
         frame_fps: the frame rate given to frame folders.
         margin: the face crop's side is ``(1 + margin)`` x the detector box's longer side.
         batch_windows: windows per scorer call.
+        provenance: recorded with the settings of every result (e.g. the checkpoint's path).
 
     Returns:
         One :class:`VideoResult` per input, failed ones included (``error`` set).
@@ -284,7 +285,7 @@ def predict_videos(inputs: Sequence[str | os.PathLike[str]], scorer: Scorer, det
     out_root = Path(output_dir) if output_dir is not None else None
     settings = {"window_s": window_s, "stride_s": stride_s, "face": face, "detect_fps": detect_fps,
                 "detect_max_side": detect_max_side, "margin": margin, "num_frames": scorer.num_frames,
-                "image_size": scorer.image_size}
+                "image_size": scorer.image_size, **(provenance or {})}
     results: list[VideoResult] = []
     used_names: set[str] = set()
     for path in progress_bar(paths, desc="predict", total=len(paths), enabled=progress, leave=True):

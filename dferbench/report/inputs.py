@@ -8,24 +8,21 @@ matrix of counts) plus two a report needs: UAR and WAR agree with the confusion 
 the file lies where its own content says it belongs (so a copied or renamed file cannot
 count twice).
 
-The schema part, :func:`_problems`, stands in for the validator of
-``dferbench.run.results`` that ``run`` will share; it should call that one once it exists
-(:func:`_report_problems` and :func:`_misplaced` are the report's own).
+The schema part is :func:`dferbench.run.results.validate_result`, the one ``run`` checks
+existing results with; :func:`_report_problems` and :func:`_misplaced` are the report's own.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dferbench.errors import DferbenchError
-from dferbench.run.results import PROTOCOL_GLOBS, SCHEMA_VERSION, STANDARD, UnitKey, protocol_folder
+from dferbench.run.results import PROTOCOL_GLOBS, STANDARD, UNIT_FILE, UnitKey, protocol_folder, validate_result
 
-UNIT_FILE = re.compile(r"fold\d+-seed\d+\.json")  # a unit's result; not its .checkpoint.json or the like
 
 
 @dataclass(frozen=True)
@@ -67,7 +64,7 @@ def read_results(results_dir: Path, dataset: str, protocol: str = STANDARD
     valid, invalid = [], []
     for path in result_files(results_dir, dataset, protocol):
         result, problem = _load(path)
-        problems = [problem] if problem else _problems(result)
+        problems = [problem] if problem else validate_result(result)
         if not problems and result.get("protocol", STANDARD) != protocol:
             problems = [f"a result of protocol {result.get('protocol', STANDARD)!r} in a folder of {protocol!r}"]
         problems = problems or _report_problems(result, dataset) or _misplaced(result, path, results_dir)
@@ -94,54 +91,8 @@ def _load(path: Path) -> tuple[Any, str | None]:
         return None, f"not valid JSON ({err.msg} at line {err.lineno} column {err.colno}; truncated?)"
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-_TEXT = ("run_name", "model", "dataset", "selection", "config_hash", "normalize")
-_INTEGERS = ("fold", "seed", "num_frames", "image_size")
-_OPTIONAL = {"variant": str, "family": str, "precision": str, "temporal": bool}
-
-
-def _problems(result: Any) -> list[str]:
-    """The result schema: what is wrong with one parsed result ([]: nothing), one phrase each.
-
-    A stand-in for ``dferbench.run.results.validate_result`` (being written for ``run``);
-    once it exists, call it here instead and delete this function."""
-    if not isinstance(result, dict):
-        return [f"the top level is a JSON {type(result).__name__}, not an object"]
-    if result.get("schema") != SCHEMA_VERSION:
-        return [f"schema {result.get('schema')!r}; this dferbench reads schema {SCHEMA_VERSION}"]
-    found = []
-    for key in _TEXT:
-        if not isinstance(result.get(key), str) or not result[key]:
-            found.append(f"{key} must be a non-empty string, got {result.get(key)!r}")
-    for key in _INTEGERS:
-        if not _is_int(result.get(key)):
-            found.append(f"{key} must be an integer, got {result.get(key)!r}")
-    for key, kind in _OPTIONAL.items():
-        if result.get(key) is not None and not isinstance(result[key], kind):
-            found.append(f"{key} must be a {kind.__name__}, got {result[key]!r}")
-    for key in ("uar", "war"):
-        value = result.get(key)
-        if not _is_number(value) or not 0 <= value <= 100:
-            found.append(f"{key} must be a number in [0, 100], got {value!r}")
-    classes, cm = result.get("classes"), result.get("confusion")
-    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c for c in classes) \
-            or len(set(classes)) != len(classes):
-        return found + [f"classes must be a list of distinct class names, got {classes!r}"]
-    n = len(classes)
-    if not isinstance(cm, list) or len(cm) != n or not all(isinstance(r, list) and len(r) == n for r in cm):
-        return found + [f"confusion must be a {n} x {n} matrix (one row and column per class), got {_short(cm)}"]
-    if not all(_is_int(v) and v >= 0 for r in cm for v in r):
-        return found + ["confusion must hold counts (integers >= 0)"]
-    if result.get("n_test") is not None and result["n_test"] != sum(map(sum, cm)):
-        found.append(f"confusion counts {sum(map(sum, cm))} clips but n_test is {result['n_test']!r}")
-    return found
 
 
 def _report_problems(result: dict[str, Any], dataset: str) -> list[str]:

@@ -41,9 +41,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from dferbench.data import corruptions as corr
-from dferbench.errors import DferbenchError
+from dferbench.errors import DferbenchError, UnitsFailed
 from dferbench.plugin import manager as plugins
-from dferbench.run import runner
+from dferbench.run import outputs, runner
 from dferbench.run.protocols import MakeClipSet, Standard
 from dferbench.run.results import protocol_folder
 
@@ -114,9 +114,9 @@ class CorruptedTest(Standard):
 
 
 class _TrainedOnce:
-    """A model registration whose method trains at most once per unit: the first cell of a
-    unit that runs builds and fits it, the unit's later cells reuse it (and its fit facts
-    and training history)."""
+    """A model registration whose method trains once per unit: the first cell of a unit
+    that runs builds and fits it, the unit's later cells reuse it (and its fit facts and
+    training history). A cell whose training failed leaves nothing: the next one trains anew."""
 
     def __init__(self, model: plugins.Registered):
         self.model = model
@@ -130,7 +130,7 @@ class _TrainedOnce:
         self.history: list[dict[str, Any]] = []
 
     def _factory(self, ctx: Any) -> _Cell:
-        if (ctx.fold, ctx.seed) != self.unit:
+        if (ctx.fold, ctx.seed) != self.unit or self.fit_info is None:  # a new unit, or its training failed
             self.forget()
             self.unit, self.method = (ctx.fold, ctx.seed), self.model.target(ctx)
         return _Cell(self)
@@ -192,7 +192,8 @@ def run_robustness(base: runner.RunPlan, cells: Sequence[tuple[str, int]], *, co
     frames = FrameCache(data.reader)
     echo(f"robustness of {base.run_name} on {base.dataset_name}: {len(cells)} cells per unit, "
          f"corruption seed {corruption_seed}")
-    results = []
+    results: list[dict[str, Any]] = []
+    failed: list[str] = []
     for fold in unit_folds:
         for seed in base.config["protocol"]["seeds"]:
             for corruption, severity in cells:
@@ -201,8 +202,14 @@ def run_robustness(base: runner.RunPlan, cells: Sequence[tuple[str, int]], *, co
                 unit = dataclasses.replace(base, model=trained.registered, config=cell,
                                            protocol=CorruptedTest(corruption, severity, corruption_seed, frames))
                 tag = f"  [{corruption} {severity}]"
-                results += runner.run_plan(unit, output=output, echo=lambda m, tag=tag: echo(m + tag),
-                                           progress=progress, skip_existing=skip_existing, datasets=datasets)
+                try:
+                    results += runner.run_plan(unit, output=output, echo=lambda m, tag=tag: echo(m + tag),
+                                               progress=progress, skip_existing=skip_existing, datasets=datasets)
+                except UnitsFailed as exc:  # recorded next to the cell's result; the other cells go on
+                    results += exc.results
+                    failed += [f"{f} [{corruption} {severity}]" for f in exc.failed]
             trained.forget()
         frames.clear()
+    if failed:
+        raise outputs.units_failed(results, failed)
     return results

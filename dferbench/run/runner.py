@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -13,10 +15,11 @@ from typing import Any, Callable, Mapping
 
 from dferbench.run import config as cfg
 from dferbench.plugin import manager as plugins
-from dferbench.errors import DferbenchError
+from dferbench.errors import DferbenchError, Terminated, storage_error
 from dferbench.models.weights import require_model_weights
 from dferbench.run.protocols import Standard
-from dferbench.run.results import SCHEMA_VERSION, UnitKey, git_commit, load_result, predictions_csv, save_unit, versions
+from dferbench.run.outputs import check_output, check_writable, claim, one_line, record_failure, units_failed
+from dferbench.run.results import SCHEMA_VERSION, UnitKey, git_commit, predictions_csv, save_unit, versions
 
 
 @dataclass
@@ -28,11 +31,12 @@ class RunPlan:
     config: cfg.Config
     preset: cfg.Config
     run_name: str
+    spec: cfg.Spec | None = None
     protocol: Standard = field(default_factory=Standard)
 
     @property
     def hash(self) -> str:
-        return self.protocol.hash(cfg.config_hash(self.config))
+        return self.protocol.hash(cfg.config_hash(self.config, self.spec))
 
 
 def preset_name(model: plugins.Registered, dataset: plugins.Registered) -> str | None:
@@ -54,11 +58,14 @@ def _preset_layer(model: plugins.Registered, dataset: plugins.Registered) -> Map
     return preset
 
 
+def spec_for(model: plugins.Registered, dataset: plugins.Registered) -> cfg.Spec:
+    """The options of a model on a dataset: the core's and both plugins' own."""
+    spec = cfg.extend(cfg.CORE_OPTIONS, "data", dataset.options, f"dataset {dataset.name!r} ({dataset.plugin!r})")
+    return cfg.extend(spec, "model", model.options, f"model {model.name!r} ({model.plugin!r})")
+
+
 def defaults_for(model: plugins.Registered, dataset: plugins.Registered) -> cfg.Config:
-    base = copy.deepcopy(cfg.CORE_DEFAULTS)
-    base["data"].update(dataset.options)
-    base["model"].update(model.options)
-    return base
+    return cfg.defaults(spec_for(model, dataset))
 
 
 def plan(model_name: str, dataset_name: str, *, config_file: str | Path | None = None,
@@ -73,24 +80,23 @@ def plan(model_name: str, dataset_name: str, *, config_file: str | Path | None =
     model = plugins.get("model", model_name)
     dataset = plugins.get("dataset", dataset_name)
     source = plugins.get("dataset", preset_dataset) if preset_dataset else dataset
-    preset = cfg.merge(defaults_for(model, dataset), _preset_layer(model, source),
-                       f"preset of model {model_name!r} for {source.name!r}")
+    spec = spec_for(model, dataset)
+    preset = cfg.merge(cfg.defaults(spec), _preset_layer(model, source),
+                       f"preset of model {model_name!r} for {source.name!r}", spec)
     config = preset
     if config_file:
-        config = cfg.merge(config, cfg.read_toml(config_file), str(config_file))
-    config = cfg.apply_overrides(config, list(overrides))
-    if folds:
-        config["protocol"]["folds"] = list(folds)
-    if seeds:
-        config["protocol"]["seeds"] = list(seeds)
-    if device:
-        config["train"]["device"] = device
-    cfg.validate(config)
+        config = cfg.merge(config, cfg.read_toml(config_file), str(config_file), spec)
+    config = cfg.apply_overrides(config, list(overrides), spec)
+    for option, section, key, value in (("--folds", "protocol", "folds", folds),
+                                        ("--seeds", "protocol", "seeds", seeds), ("--device", "train", "device", device)):
+        if value is not None:
+            config = cfg.merge(config, {section: {key: value if isinstance(value, str) else list(value)}}, option, spec)
+    cfg.validate(config, spec)
     if weights:  # before any dataset is scanned: missing CLIP weights stop the run in seconds
         require_model_weights(model, config["model"])
-    variant = cfg.variant_label(config, preset)
+    variant = cfg.variant_label(config, preset, spec)
     run_name = f"{model_name}[{variant}]" if variant else model_name
-    return RunPlan(model, dataset_name, config, preset, run_name)
+    return RunPlan(model, dataset_name, config, preset, run_name, spec)
 
 
 def text_lookup(name: str, classes: list[str]) -> list[list[str]]:
@@ -127,15 +133,6 @@ class FixedNetwork:
                               enabled_progress=self.ctx.progress)
 
 
-def load_dataset(name: str, data: Mapping[str, Any], datasets: dict[str, Any]) -> Any:
-    """Dataset ``name`` built from the ``[data]`` section ``data``, once per section:
-    ``datasets`` caches it for the plans of one call."""
-    key = json.dumps([name, data], sort_keys=True)
-    if key not in datasets:
-        datasets[key] = plugins.get("dataset", name).target(dict(data))
-    return datasets[key]
-
-
 def _training_files(result: Path, train: Mapping[str, Any]) -> dict[str, Any]:
     """Where the training of the unit whose result is ``result`` keeps its files (the
     :class:`~dferbench.plugin.method.Monitor` fields)."""
@@ -145,16 +142,28 @@ def _training_files(result: Path, train: Mapping[str, Any]) -> dict[str, Any]:
             "keep_state": train["keep_state"]}
 
 
-def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[str], None] = print,
+def load_dataset(name: str, data: Mapping[str, Any], datasets: dict[str, Any]) -> Any:
+    """Dataset ``name`` built from the ``[data]`` section ``data``, once per section:
+    ``datasets`` caches it for the plans of one call."""
+    key = json.dumps([name, data], sort_keys=True)
+    if key not in datasets:
+        datasets[key] = plugins.get("dataset", name).target(dict(data))
+    return datasets[key]
+
+
+def run_plan(run: RunPlan, *, output: str | Path = "runs", echo: Callable[[str], None] = print,
              progress: bool | None = None, skip_existing: bool = True,
              fixed_network: tuple[Any, list[str]] | None = None,
              datasets: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Run every (fold, seed) unit of ``run``; return the result dicts (new and resumed).
 
-    ``fixed_network`` = (trained network, its class texts) evaluates that network instead
-    of building and training the model (selection policy ``checkpoint``). ``datasets``, a
-    dict shared by the plans of one call, keeps each dataset built once per ``[data]``
-    section instead of re-scanning the disk for every model of a suite."""
+    A unit that raises is recorded as failed (``foldK-seedS.failed.json``, never counted as
+    finished) and the other units go on; at the end :class:`UnitsFailed` says which failed
+    and carries the finished results. A unit whose ``.lock`` another live run holds is left
+    to that run. ``fixed_network`` = (trained network, its class texts) evaluates that
+    network instead of building and training the model (selection policy ``checkpoint``).
+    ``datasets``, a dict shared by the plans of one call, keeps each dataset built once per
+    ``[data]`` section instead of re-scanning the disk for every model of a suite."""
     from dferbench.run import distributed as dist
     from dferbench.data.loader import ClipSet, resolve_pipeline, resolve_workers
     from dferbench.run.engine import resolve_device, seed_everything
@@ -162,8 +171,10 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
     from dferbench.report.metrics import compute_metrics
     from dferbench.run.progress import progress_enabled
 
+    output = check_output(output)
     progress = progress_enabled() if progress is None else progress
     config = run.config
+    device = dist.init_from_env(resolve_device(config["train"]["device"]))  # torchrun: one GPU per rank
     dataset_reg = plugins.get("dataset", run.dataset_name)
     datasets = {} if datasets is None else datasets
     dataset = load_dataset(run.dataset_name, config["data"], datasets)
@@ -171,10 +182,11 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
     missing = [f for f in folds if f not in dataset.splits]
     if missing:
         raise DferbenchError(f"dataset {run.dataset_name!r} has no fold {missing[0]}; valid folds: {dataset.folds}")
-    device = dist.init_from_env(resolve_device(config["train"]["device"]))  # torchrun: one GPU per rank
     main_process = dist.is_main_process()
     if not main_process:  # only rank 0 of a torchrun job talks and writes
         echo, progress = (lambda _message: None), False
+    else:
+        check_writable(output)
     skipped = dataset.notes.get("skipped_bad_clips", 0)
     if skipped:
         echo(f"note  {run.dataset_name}: {skipped} clips skipped as bad (data.skip_bad_clips); "
@@ -184,91 +196,140 @@ def run_plan(run: RunPlan, *, output: str | Path = "results", echo: Callable[[st
     selection = "checkpoint" if fixed_network else config["protocol"]["selection"]
     protocol = run.protocol
     protocol.prepare(dataset, folds, datasets, echo)
+    classes = list(protocol.classes)
     if fixed_network and len(fixed_network[1]) != len(protocol.model_classes):
         raise DferbenchError(f"the checkpoint scores {len(fixed_network[1])} classes but {run.dataset_name!r} has "
                              f"{len(protocol.model_classes)} ({', '.join(protocol.model_classes)})")
-    results = []
-    for fold in folds:
-        for seed in config["protocol"]["seeds"]:
-            key = UnitKey(run.run_name, run.dataset_name, fold, seed, selection, protocol.protocol_dir)
-            path = key.path(Path(output))
-            existing = load_result(path) if skip_existing and main_process else None
-            existing = dist.broadcast_object(existing)  # every rank skips the same units
-            if existing and existing.get("config_hash") == run.hash:
-                echo(f"skip  {run.run_name} on {run.dataset_name} fold {fold} seed {seed}: result exists ({path})")
-                results.append(existing)
-                continue
-            echo(f"run   {run.run_name} on {run.dataset_name} fold {fold} seed {seed}")
-            start = time.perf_counter()
-            seed_everything(seed)
 
-            def clipset(records, *, name=None, reader=None, augmentation=augmentation, pipeline=None) -> ClipSet:
-                return ClipSet(name or run.dataset_name, records, reader or dataset.reader,
-                               num_frames=data["num_frames"], image_size=data["image_size"],
-                               normalize=data["normalize"], augmentation=augmentation, workers=data["workers"],
-                               pipeline=pipeline or data["pipeline"], prefetch=data["prefetch"])
+    def run_unit(fold: int, seed: int, path: Path) -> dict[str, Any]:
+        if main_process:
+            check_writable(path.parent, probe=False)
+        start = time.perf_counter()
+        seed_everything(seed)
 
-            train, test = protocol.clipsets(dataset, fold, clipset)
-            if len(test) == 0:
-                raise DferbenchError(f"{run.dataset_name}: the test split of fold {fold} has no clips"
-                                     + (f" ({skipped} of the dataset skipped as bad)" if skipped else "")
-                                     + "; nothing to score")
-            workdir = Path(output) / ".work" / run.dataset_name
-            ctx = ModelContext(model=run.model.name, dataset=run.dataset_name, fold=fold,
-                               classes=list(protocol.model_classes),
-                               config=copy.deepcopy(config), device=device, seed=seed, workdir=workdir,
-                               texts=text_lookup, progress=progress)
-            method = FixedNetwork(ctx, fixed_network[0]) if fixed_network else run.model.target(ctx)
-            monitor = Monitor(selection, test_clips=test if selection == "best_on_test" else None, progress=progress,
-                              unit=f"{run.run_name} on {run.dataset_name} fold {fold} seed {seed}", echo=echo,
-                              config_hash=run.hash, **_training_files(path, config["train"]))
-            fit_info = method.fit(train, monitor) or {}
-            logits = protocol.scores(method.predict(test))
-            metrics = compute_metrics(test.labels, logits)
-            result = {
-                "schema": SCHEMA_VERSION,
-                "run_name": run.run_name,
-                "model": run.model.name,
-                "variant": cfg.variant_label(config, run.preset),
-                "dataset": run.dataset_name,
-                "fold": fold,
-                "seed": seed,
-                "uar": round(metrics["uar"], 4),
-                "war": round(metrics["war"], 4),
-                "per_class_recall": metrics["per_class_recall"],
-                "confusion": metrics["confusion"],
-                "classes": list(protocol.classes),
-                "n_train": len(train),
-                "n_test": len(test),
-                "selection": selection,
-                "num_frames": data["num_frames"],
-                "image_size": data["image_size"],
-                "normalize": data["normalize"],
-                "augmentation": train.augmentation,
-                "family": run.model.extra.get("family", ""),
-                "temporal": bool(run.model.extra.get("temporal", False)) and config["model"].get("temporal_depth", 1) != 0,
-                "config_hash": run.hash,
-                "config": config,
-                "fit": fit_info,
-                "history": monitor.history,
-                "dataset_notes": dict(dataset.notes),
-                "plugins": {"model": run.model.plugin, "dataset": dataset_reg.plugin,
-                            "versions": dict(plugins.plugin_versions)},
-                "versions": versions(),
-                "git_commit": git_commit(),
-                "device": device,
-                "precision": fit_info.get("precision", "fp32"),  # what the method computed in
-                "data_pipeline": resolve_pipeline(data["pipeline"], device, resolve_workers(data["workers"], device)),
-                "world_size": dist.rank_world()[1],
-                "wall_seconds": round(time.perf_counter() - start, 2),
-                "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                **protocol.record(),
-            }
-            if main_process:
-                preds = predictions_csv([r.clip_id for r in test.records], test.labels, logits, list(protocol.classes))
-                save_unit(path, result, preds)
-                monitor.finished()
-            echo(f"done  {run.run_name} fold {fold} seed {seed}: UAR {result['uar']:.2f}  WAR {result['war']:.2f}"
-                 f"  ({result['wall_seconds']:.1f}s)")
-            results.append(result)
+        def clipset(records, *, name=None, reader=None, augmentation=augmentation, pipeline=None) -> ClipSet:
+            return ClipSet(name or run.dataset_name, records, reader or dataset.reader,
+                           num_frames=data["num_frames"], image_size=data["image_size"],
+                           normalize=data["normalize"], augmentation=augmentation, workers=data["workers"],
+                           pipeline=pipeline or data["pipeline"], prefetch=data["prefetch"])
+
+        train, test = protocol.clipsets(dataset, fold, clipset)
+        if len(test) == 0:
+            raise DferbenchError(f"{run.dataset_name}: the test split of fold {fold} has no clips"
+                                 + (f" ({skipped} of the dataset skipped as bad)" if skipped else "")
+                                 + "; nothing to score")
+        workdir = output / ".work" / run.dataset_name
+        ctx = ModelContext(model=run.model.name, dataset=run.dataset_name, fold=fold,
+                           classes=list(protocol.model_classes),
+                           config=copy.deepcopy(config), device=device, seed=seed, workdir=workdir,
+                           texts=text_lookup, progress=progress, unit_path=path)
+        method = FixedNetwork(ctx, fixed_network[0]) if fixed_network else run.model.target(ctx)
+        monitor = Monitor(selection, test_clips=test if selection == "best_on_test" else None, progress=progress,
+                          unit=f"{run.run_name} on {run.dataset_name} fold {fold} seed {seed}", echo=echo,
+                          config_hash=run.hash, **_training_files(path, config["train"]))
+        fit_info = method.fit(train, monitor) or {}
+        logits = protocol.scores(method.predict(test))
+        metrics = compute_metrics(test.labels, logits)
+        written = [str(p) for p in dict.fromkeys(ctx.written) if p.exists()]
+        result = {
+            "schema": SCHEMA_VERSION,
+            "run_name": run.run_name,
+            "model": run.model.name,
+            "variant": cfg.variant_label(config, run.preset, run.spec),
+            "dataset": run.dataset_name,
+            "fold": fold,
+            "seed": seed,
+            "uar": round(metrics["uar"], 4),
+            "war": round(metrics["war"], 4),
+            "per_class_recall": metrics["per_class_recall"],
+            "confusion": metrics["confusion"],
+            "classes": list(classes),
+            "n_train": len(train),
+            "n_test": len(test),
+            "selection": selection,
+            "num_frames": data["num_frames"],
+            "image_size": data["image_size"],
+            "normalize": data["normalize"],
+            "augmentation": train.augmentation,
+            "family": run.model.extra.get("family", ""),
+            "temporal": bool(run.model.extra.get("temporal", False)) and config["model"].get("temporal_depth", 1) != 0,
+            "config_hash": run.hash,
+            "config": config,
+            "fit": fit_info,
+            "history": monitor.history,
+            "dataset_notes": dict(dataset.notes),
+            "plugins": {"model": run.model.plugin, "dataset": dataset_reg.plugin,
+                        "versions": dict(plugins.plugin_versions)},
+            "versions": versions(),
+            "git_commit": git_commit(),
+            "device": device,
+            "precision": fit_info.get("precision", "fp32"),  # what the method computed in
+            "data_pipeline": resolve_pipeline(data["pipeline"], device, resolve_workers(data["workers"], device)),
+            "world_size": dist.rank_world()[1],
+            "wall_seconds": round(time.perf_counter() - start, 2),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **({"files": written} if written else {}),
+            **protocol.record(),
+        }
+        if main_process:
+            preds = predictions_csv([r.clip_id for r in test.records], test.labels, logits, list(classes))
+            save_unit(path, result, preds)
+            path.with_suffix(".failed.json").unlink(missing_ok=True)
+            monitor.finished()
+        return result
+
+    results: list[dict[str, Any]] = []
+    failed: list[str] = []
+    busy: list[str] = []
+    try:
+        for fold in folds:
+            for seed in config["protocol"]["seeds"]:
+                key = UnitKey(run.run_name, run.dataset_name, fold, seed, selection, protocol.protocol_dir)
+                path = key.path(output)
+                label = f"{run.run_name} on {run.dataset_name} fold {fold} seed {seed}"
+                status, found, lock = claim(path, run.hash, classes, skip_existing, echo) if main_process \
+                    else (None, None, None)
+                status, found = dist.broadcast_object((status, found))  # every rank takes the same path
+                if status == "done":
+                    echo(f"skip  {label}: result exists ({path})")
+                    results.append(found)
+                    continue
+                if status == "busy":
+                    echo(f"busy  {label}: run by {found.get('host')} pid {found.get('pid')} since "
+                         f"{found.get('started')} ({path.with_suffix('.lock')}); left to it")
+                    busy.append(label)
+                    continue
+                echo(f"run   {label}")
+                with lock or contextlib.nullcontext():
+                    try:
+                        results.append(run_unit(fold, seed, path))
+                    except Exception as exc:  # the failure boundary of one unit
+                        stop = storage_error(exc)
+                        if stop is not None:  # a full disk or a read-only folder would stop every unit
+                            raise stop from exc
+                        if os.environ.get("DFERBENCH_DEBUG"):
+                            raise
+                        where = ""
+                        if main_process:
+                            try:
+                                unit = {"run_name": run.run_name, "model": run.model.name, "dataset": run.dataset_name,
+                                        "fold": fold, "seed": seed, "selection": selection, "config_hash": run.hash}
+                                where = f" ({record_failure(path, unit, exc)})"
+                            except OSError as record_exc:
+                                raise storage_error(record_exc) or record_exc from exc
+                        echo(f"failed {label}: {one_line(exc)}{where}")
+                        failed.append(f"{label} ({one_line(exc)})")
+                        continue
+                done = results[-1]  # counted before it is said: an interrupt now keeps the count right
+                echo(f"done  {run.run_name} fold {fold} seed {seed}: UAR {done['uar']:.2f}  WAR {done['war']:.2f}"
+                     f"  ({done['wall_seconds']:.1f}s; {path})")
+                for extra in done.get("files", []):
+                    echo(f"wrote {extra}")
+    except (KeyboardInterrupt, Terminated) as exc:
+        exc.finished_units = getattr(exc, "finished_units", 0) + len(results)  # type: ignore[union-attr]
+        raise
+    if busy:
+        echo(f"note  {len(busy)} units left to the runs that hold them: {', '.join(busy)}")
+    if failed:
+        raise units_failed(results, failed)
     return results

@@ -48,7 +48,7 @@ class Unit:
     overrides: tuple[str, ...] = ()
     config: str | None = None
     device: str | None = None
-    output: str = "results"
+    output: str = "runs"
     run_name: str = ""
     rerun: bool = False
 
@@ -85,7 +85,7 @@ class SweepPlan:
 
 def plan_sweep(models: list[str], datasets: list[str], *, folds: list[int] | None = None,
                seeds: list[int] | None = None, overrides: list[str] | tuple[str, ...] = (),
-               config: str | None = None, device: str | None = None, output: str | Path = "results",
+               config: str | None = None, device: str | None = None, output: str | Path = "runs",
                skip_existing: bool = True) -> SweepPlan:
     """The product models x datasets x folds x seeds, validated before anything runs.
 
@@ -95,10 +95,11 @@ def plan_sweep(models: list[str], datasets: list[str], *, folds: list[int] | Non
     from dferbench import api
     from dferbench.plugin import manager as plugins
     from dferbench.run import runner
+    from dferbench.run.outputs import check_output
     from dferbench.run.results import UnitKey, load_result
 
     # Absolute: a Ray worker or a compute node resolves relative paths in its own directory.
-    output = Path(output).resolve()
+    output = check_output(output).resolve()
     config = str(Path(config).resolve()) if config else None
     result = SweepPlan()
     seen: set[tuple[str, str, int, int]] = set()
@@ -108,7 +109,7 @@ def plan_sweep(models: list[str], datasets: list[str], *, folds: list[int] | Non
             for model, extra in api.expand(model_arg, dataset):
                 unit_overrides = tuple(extra) + tuple(overrides)
                 plan = runner.plan(model, dataset, config_file=config, overrides=list(unit_overrides),
-                                   device=device)
+                                   folds=folds, seeds=seeds, device=device)
                 unit_folds = folds or plan.config["protocol"]["folds"]
                 if not unit_folds:
                     if dataset_folds is None:
@@ -141,6 +142,8 @@ def run_unit(unit: Unit) -> dict[str, Any]:
                        folds=[unit.fold], seeds=[unit.seed], device=unit.device)
     results = runner.run_plan(plan, output=unit.output, echo=lambda m: print(m, file=sys.stderr, flush=True),
                               progress=False, skip_existing=not unit.rerun)
+    if not results:  # another run holds its lock
+        return {"unit": unit.label, "status": "left to the run that holds it"}
     r = results[0]
     return {"unit": unit.label, "status": "done", "uar": r["uar"], "war": r["war"],
             "seconds": round(time.perf_counter() - start, 1)}
@@ -362,7 +365,7 @@ def _feasible_ray_request(nodes: list[dict[str, Any]], gpus: float, cpus: float,
 
 def sweep(models: list[str], datasets: list[str], *, folds: list[int] | None = None, seeds: list[int] | None = None,
           overrides: list[str] | tuple[str, ...] = (), config: str | None = None, device: str | None = None,
-          output: str | Path = "results", executor: str = "local", jobs: int = 1, rerun: bool = False,
+          output: str | Path = "runs", executor: str = "local", jobs: int = 1, rerun: bool = False,
           dry_run: bool = False, echo: Callable[[str], None] = print, **executor_options: Any) -> list[dict[str, Any]]:
     """Plan the units, skip finished ones, run the rest with ``executor``; one row per unit."""
     if executor not in EXECUTORS:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dferbench.errors import DferbenchError
-from dferbench.files import replacing
+from dferbench.files import naming, replacing
 
 
 def require_tensorboard() -> None:
@@ -75,7 +75,7 @@ class TrainingLog:
 
     def epoch(self, row: dict[str, Any]) -> None:
         if self.history_path is not None:
-            with open(self.history_path, "a") as f:
+            with naming(self.history_path), open(self.history_path, "a") as f:
                 f.write(json.dumps(row) + "\n")  # one write per row: a kill leaves whole lines
                 f.flush()
                 os.fsync(f.fileno())

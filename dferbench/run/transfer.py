@@ -67,14 +67,15 @@ class Transfer(Standard):
 
     name = "transfer"
 
-    def __init__(self, train_dataset: str, train_fold: str | int, train_data: dict[str, Any]):
-        self.train_dataset, self.train_fold, self.train_data = train_dataset, train_fold, train_data
+    def __init__(self, train_dataset: str, train_fold: str | int, train_data: cfg.Config, train_spec: cfg.Spec):
+        self.train_dataset, self.train_fold = train_dataset, train_fold
+        self.train_data, self.train_spec = train_data["data"], train_spec
         self.protocol_dir = protocol_folder({"protocol": self.name, "train_dataset": train_dataset,
                                              "train_fold": train_fold})
 
     def hash_parts(self) -> dict[str, Any]:
-        semantic = {k: v for k, v in self.train_data.items() if f"data.{k}" not in cfg.NON_SEMANTIC_KEYS}
-        return {"train_dataset": self.train_dataset, "train_fold": self.train_fold, "train_data": semantic}
+        return {"train_dataset": self.train_dataset, "train_fold": self.train_fold,
+                "train_data": cfg.identity({"data": self.train_data}, self.train_spec)}
 
     def prepare(self, dataset: Any, folds: Sequence[int], datasets: dict[str, Any],
                 echo: Callable[[str], None]) -> None:
@@ -127,19 +128,20 @@ class Transfer(Standard):
         return np.asarray(logits)[:, self.columns]
 
 
-def train_data(train_dataset: str, config: cfg.Config, overrides: Sequence[str]) -> dict[str, Any]:
-    """TRAIN's ``[data]`` section: its registered option defaults, the run's clip settings,
-    then ``overrides`` (``data.KEY=VALUE`` only)."""
-    spec = plugins.get("dataset", train_dataset)
-    core = {k: v for k, v in config["data"].items() if k in cfg.CORE_DEFAULTS["data"]}
-    config = {"data": {**core, **spec.options}}
+def train_data(train_dataset: str, config: cfg.Config, overrides: Sequence[str]) -> tuple[cfg.Config, cfg.Spec]:
+    """TRAIN's ``[data]`` section (as a config of that one section) and its options: TRAIN's
+    registered option defaults, the run's clip settings, then ``overrides`` (``data.KEY=VALUE`` only)."""
+    reg = plugins.get("dataset", train_dataset)
+    spec = {"data": cfg.extend(cfg.CORE_OPTIONS, "data", reg.options, f"dataset {reg.name!r} ({reg.plugin!r})")["data"]}
+    data = cfg.defaults(spec)
+    data["data"].update({k: v for k, v in config["data"].items() if k in cfg.CORE_OPTIONS["data"]})
     for text in overrides:
         section, key, value = cfg.parse_override(text)
         if section != "data":
             raise DferbenchError(f"--train-set {text!r}: only data settings of the training dataset can be set "
                                  "here; set the model and training with --set")
-        config = cfg.merge(config, {section: {key: value}}, f"--train-set {text}")
-    return config["data"]
+        data = cfg.merge(data, {section: {key: value}}, f"--train-set {text}", spec)
+    return data, spec
 
 
 def plan(model: str, dataset: str, train_dataset: str, *, train_fold: str | int = SAME,
@@ -155,5 +157,5 @@ def plan(model: str, dataset: str, train_dataset: str, *, train_fold: str | int 
         raise DferbenchError(f"transfer runs keep the last epoch's weights; protocol.selection = "
                              f"{run.config['protocol']['selection']!r} would choose them on {dataset!r}'s test "
                              "split: drop the setting")
-    protocol = Transfer(train_dataset, train_fold, train_data(train_dataset, run.config, train_overrides))
+    protocol = Transfer(train_dataset, train_fold, *train_data(train_dataset, run.config, train_overrides))
     return dataclasses.replace(run, config=copy.deepcopy(run.config), protocol=protocol)

@@ -20,65 +20,72 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dferbench import hookimpl
+from dferbench import Option, check_text_set, hookimpl
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
 CLIP = {
     "clip_model": "ViT-B-32-quickgelu",  # the paper compares everything on CLIP ViT-B/32, OpenAI weights
-    "pretrained": "openai",  # open_clip tag, a local file, or "" for random weights
+    "pretrained": Option("openai", "open_clip tag, a local file, or '' for random weights", path=True),
 }
+FEATURE_CACHE = Option(True, "keep frozen image features on disk for the next run", execution=True)
 
 LINEAR_PROBE_OPTIONS: dict[str, Any] = {
     **CLIP,
-    "val_fraction": 0.2,  # of the training fold, held out to choose C
-    "search_steps": 8,  # lpclip's halving steps after the coarse sweep
-    "max_iter": 1000,  # CLIP paper / lpclip
+    "val_fraction": Option(0.2, "of the training fold, held out to choose C", gt=0, lt=1),
+    "search_steps": Option(8, "lpclip's halving steps after the coarse sweep", ge=0),
+    "max_iter": Option(1000, "L-BFGS iterations (CLIP paper / lpclip)", ge=1),
     "l2_normalize": False,  # lpclip feeds raw image features
     "refit_on_full_train": True,  # CLIP_benchmark: refit on train + validation with the chosen C
-    "feature_cache": True,
+    "feature_cache": FEATURE_CACHE,
 }
 
 FINETUNE_OPTIONS: dict[str, Any] = {
     **CLIP,
-    "lr_image": 1e-5,  # DFER-CLIP's image-encoder rate
-    "lr_head": 1e-2,  # new layer: DFER-CLIP's rate for its new temporal layers
-    "momentum": 0.9,
-    "weight_decay": 1e-4,
-    "milestones": [30, 40],
-    "gamma": 0.1,
+    "lr_image": Option(1e-5, "DFER-CLIP's image-encoder rate", ge=0),
+    "lr_head": Option(1e-2, "new layer: DFER-CLIP's rate for its new temporal layers", ge=0),
+    "momentum": Option(0.9, ge=0),
+    "weight_decay": Option(1e-4, ge=0),
+    "milestones": Option([30, 40], "epochs after which the learning rates are multiplied by gamma",
+                         item=Option(1, ge=1)),
+    "gamma": Option(0.1, gt=0),
 }
 
 FINETUNE_TM_OPTIONS: dict[str, Any] = {
     **FINETUNE_OPTIONS,
-    "temporal_depth": 1,  # DFER-CLIP's temporal transformer
-    "lr_temporal": 1e-2,  # DFER-CLIP's temporal-model rate
+    "temporal_depth": Option(1, "DFER-CLIP's temporal transformer layers", ge=0),
+    "lr_temporal": Option(1e-2, "DFER-CLIP's temporal-model rate", ge=0),
 }
 
 _PROMPT_OPTIMISER = {
-    "lr": 0.002,  # CoOp/Co-CoOp configs (Dassl): SGD 0.002, momentum 0.9, weight decay 5e-4
-    "momentum": 0.9,
-    "weight_decay": 5e-4,
-    "warmup_epochs": 1,  # one constant warm-up epoch at 1e-5, then cosine
-    "warmup_lr": 1e-5,
+    # CoOp/Co-CoOp configs (Dassl): SGD 0.002, momentum 0.9, weight decay 5e-4
+    "lr": Option(0.002, ge=0),
+    "momentum": Option(0.9, ge=0),
+    "weight_decay": Option(5e-4, ge=0),
+    "warmup_epochs": Option(1, "constant warm-up epochs at warmup_lr, then cosine", ge=0),
+    "warmup_lr": Option(1e-5, ge=0),
     "train_on_cached_features": False,  # CoOp trains on augmented clips; true: cached, un-augmented features
-    "feature_cache": True,
+    "feature_cache": FEATURE_CACHE,
 }
+
+TEXT = Option("class-names", "a registered text set or file:PATH (CoOp's prompt: \"X X ... X <class name>.\")",
+              check=check_text_set, path=True)
 
 COOP_OPTIONS: dict[str, Any] = {
     **CLIP,
-    "text": "class-names",  # CoOp's prompt: "X X ... X <class name>."
-    "n_ctx": 16,  # CoOp's default; ignored with ctx_init (its word count)
+    "text": TEXT,
+    "n_ctx": Option(16, "context tokens (CoOp's default); ignored with ctx_init (its word count)", ge=1),
     "class_specific": False,  # CoOp's default generic context; true = CSC
-    "class_token_position": "end",  # end / middle / front
+    "class_token_position": Option("end", "where the class name sits among the context tokens",
+                                   choices=("end", "middle", "front")),
     "ctx_init": "",  # "" = random N(0, 0.02); e.g. "a photo of a"
     **_PROMPT_OPTIMISER,
 }
 
 COCOOP_OPTIONS: dict[str, Any] = {
     **CLIP,
-    "text": "class-names",
-    "n_ctx": 4,  # Co-CoOp's configs: 4 context tokens initialised from "a photo of a"
+    "text": TEXT,
+    "n_ctx": Option(4, "Co-CoOp's configs: 4 context tokens initialised from \"a photo of a\"", ge=1),
     "ctx_init": "a photo of a",
     **_PROMPT_OPTIMISER,
 }

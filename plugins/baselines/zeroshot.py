@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
+
+from dferbench import Option, check_text_set
 
 OPTIONS = {
     "clip_model": "ViT-B-32-quickgelu",
-    "pretrained": "openai",
-    "text": "class-names",  # a registered text set; several sentences per class are averaged
-    "logit_scale": 100.0,  # CLIP's trained temperature, as CLIP_benchmark uses
-    "feature_cache": True,
+    "pretrained": Option("openai", "open_clip tag, a local file, or '' for random weights", path=True),
+    "text": Option("class-names", "a registered text set or file:PATH; several sentences per class are averaged",
+                   check=check_text_set, path=True),
+    "logit_scale": Option(100.0, "CLIP's trained temperature, as CLIP_benchmark uses", gt=0),
+    "feature_cache": Option(True, "keep frozen image features on disk for the next run", execution=True),
 }
 
 PRESETS = {
@@ -21,7 +25,8 @@ PRESETS = {
 }
 
 # FaRL ViT-B/16 from its released file (FacePerceiver/FaRL); the DFER-CLIP paper used ep16.
-FARL_OPTIONS = {**OPTIONS, "clip_model": "ViT-B-16-quickgelu", "pretrained": "FaRL-Base-Patch16-LAIONFace20M-ep16.pth"}
+FARL_OPTIONS = {**OPTIONS, "clip_model": "ViT-B-16-quickgelu",
+                "pretrained": replace(OPTIONS["pretrained"], default="FaRL-Base-Patch16-LAIONFace20M-ep16.pth")}
 
 # FaRL was trained on CLIP-normalised 224 px face crops; 16 frames per clip as every DFER
 # baseline. No synthetic preset: there are no FaRL weights for the embedded tiny CLIP, so

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from dferbench import hookimpl
+from dferbench import Option, check_file, hookimpl
+
+# The label orders of DFER-CLIP's annotation files (registered, so that a checkpoint's
+# classes can be named and checked without the data). They are the canonical emotion names
+# (dferbench.data.records.EMOTIONS), so each dataset's emotions are its class names.
+DFEW_CLASSES = ["happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear"]
+FERV39K_CLASSES = list(DFEW_CLASSES)
+MAFW_CLASSES = DFEW_CLASSES + ["contempt", "anxiety", "helplessness", "disappointment"]
 
 # Option defaults join the run's [data] section; keep in sync with the factories' reads.
-COMMON = {"root": "", "annotations": "", "frames_dir": "", "frame_order": "natural", "skip_bad_clips": False}
-CUSTOM = {"file": "", "augmentation": "none", "frame_order": "natural", "skip_bad_clips": False}
+FRAME_ORDER = Option("natural", "natural sorts digit runs as numbers (2.jpg < 10.jpg); plain sorts names as "
+                     "strings, like the official glob + sort", choices=("natural", "plain"))
+COMMON = {"root": "", "annotations": "", "frames_dir": "", "frame_order": FRAME_ORDER, "skip_bad_clips": False}
+CUSTOM = {"file": Option("", "the CSV or TOML file that lists the clips", check=check_file, path=True),
+          "augmentation": "none", "frame_order": FRAME_ORDER, "skip_bad_clips": False}
 
 
 def build_dfew(options: Mapping[str, Any]):
@@ -37,11 +47,11 @@ def build_custom(options: Mapping[str, Any]):
 
 @hookimpl
 def dferbench_register_datasets(register):
-    register("dfew", build_dfew, options=dict(COMMON),
+    register("dfew", build_dfew, options=dict(COMMON), classes=DFEW_CLASSES,
              description="DFEW: 11,697 movie clips, 7 classes, 5 folds (data.root = the DFEW release)")
-    register("ferv39k", build_ferv39k, options=dict(COMMON),
+    register("ferv39k", build_ferv39k, options=dict(COMMON), classes=FERV39K_CLASSES,
              description="FERV39k: 38,935 clips, 7 classes, one train/test split (DFER-CLIP annotation files)")
-    register("mafw", build_mafw, options=dict(COMMON),
+    register("mafw", build_mafw, options=dict(COMMON), classes=MAFW_CLASSES,
              description="MAFW: 9,172 single-label clips, 11 classes, 5 folds (DFER-CLIP annotation files)")
     register("custom", build_custom, options=dict(CUSTOM),
              description="Your own clips (frame folders or videos) listed in a CSV or TOML file (data.file)")

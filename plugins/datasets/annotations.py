@@ -39,22 +39,26 @@ from dferbench.errors import DferbenchError
 
 
 class AnnotationError(DferbenchError):
-    """A bad annotation line: ``file:line: what is wrong``.
+    """A bad annotation line: ``file:line: clip 'id': what is wrong`` (the clip when the
+    line names one).
 
     ``kind`` is ``malformed`` (cannot be parsed) or ``label`` (label out of range).
     """
 
     def __init__(
-        self, file: str | os.PathLike[str], line: int, message: str, kind: str = "malformed"
+        self, file: str | os.PathLike[str], line: int, message: str, kind: str = "malformed",
+        clip: str | None = None,
     ) -> None:
         self.file = str(file)
         self.line = line
         self.message = message
         self.kind = kind
-        super().__init__(f"{self.file}:{line}: {message}")
+        self.clip = clip
+        where = f"{self.file}:{line}: " + (f"clip {clip!r}: " if clip else "")
+        super().__init__(where + message)
 
     def __reduce__(self):  # type: ignore[override]
-        return (type(self), (self.file, self.line, self.message, self.kind))
+        return (type(self), (self.file, self.line, self.message, self.kind, self.clip))
 
 
 @dataclass(frozen=True)
@@ -99,15 +103,17 @@ def parse_annotation_text(
             errors.append(AnnotationError(
                 file, number,
                 f"num_frames and label must be integers, got {count_text!r} and {label_text!r}",
+                clip=clip_id_from_path(path),
             ))
             continue
         if count < 1:
-            errors.append(AnnotationError(file, number, f"num_frames must be >= 1, got {count}"))
+            errors.append(AnnotationError(file, number, f"num_frames must be >= 1, got {count}",
+                                          clip=clip_id_from_path(path)))
             continue
         if label < 0 or (num_classes is not None and label >= num_classes):
             valid = f"0..{num_classes - 1}" if num_classes is not None else ">= 0"
             errors.append(AnnotationError(
-                file, number, f"label {label} out of range ({valid})", kind="label"
+                file, number, f"label {label} out of range ({valid})", kind="label", clip=clip_id_from_path(path)
             ))
             continue
         lines.append(AnnotationLine(path, count, label, file, number))

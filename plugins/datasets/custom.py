@@ -189,11 +189,11 @@ def _entry(path: str, label: Any, split: Any, fold: Any, file: Path, number: int
         errors.append(AnnotationError(file, number, "empty clip path"))
         return None
     if label is None or str(label).strip() == "":
-        errors.append(AnnotationError(file, number, "empty label"))
+        errors.append(AnnotationError(file, number, "empty label", clip=path))
         return None
     split = str(split).strip().lower() if split not in (None, "") else None
     if split is not None and split not in ("train", "test"):
-        errors.append(AnnotationError(file, number, f"split must be train or test, got {split!r}"))
+        errors.append(AnnotationError(file, number, f"split must be train or test, got {split!r}", clip=path))
         return None
     fold_number = None
     if fold not in (None, ""):
@@ -202,7 +202,7 @@ def _entry(path: str, label: Any, split: Any, fold: Any, file: Path, number: int
         except ValueError:
             fold_number = -1
         if fold_number < 1:
-            errors.append(AnnotationError(file, number, f"fold must be an integer >= 1, got {fold!r}"))
+            errors.append(AnnotationError(file, number, f"fold must be an integer >= 1, got {fold!r}", clip=path))
             return None
     subject = str(subject).strip() if subject not in (None, "") else None
     return _Entry(path.replace("\\", "/"), label, split, fold_number, number, subject)  # a file written on Windows
@@ -249,7 +249,7 @@ def _classes(entries: list[_Entry], listed: list[str] | None, file: str) -> tupl
         else:
             errors.append(AnnotationError(
                 file, e.line, f"label {v!r} is not one of the classes {classes} (or an id 0..{len(classes) - 1})",
-                kind="label",
+                kind="label", clip=e.path,
             ))
             ids.append(None)
     return classes, ids, errors
@@ -266,13 +266,13 @@ def _splits(good: list[tuple[_Entry, int]], file: str) -> tuple[list[SplitFile],
 
     if with_split and len(with_split) != len(good):
         e = next(e for e, _ in good if e.split is None)
-        errors.append(AnnotationError(file, e.line, "split missing: give every clip a split, or none"))
+        errors.append(AnnotationError(file, e.line, "split missing: give every clip a split, or none", clip=e.path))
     elif with_split:
         for e, label in good:
             add(e.fold or 1, str(e.split), e, label)
     elif with_fold and len(with_fold) != len(good):
         e = next(e for e, _ in good if e.fold is None)
-        errors.append(AnnotationError(file, e.line, "fold missing: give every clip a fold, or none"))
+        errors.append(AnnotationError(file, e.line, "fold missing: give every clip a fold, or none", clip=e.path))
     elif with_fold:
         folds = sorted({int(e.fold) for e in with_fold if e.fold is not None})
         for k in folds:

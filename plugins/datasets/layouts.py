@@ -30,14 +30,9 @@ from dferbench_plugins.datasets.annotations import (
     resolve_records,
 )
 from dferbench.data.readers import AutoReader, FrameFolderReader
-from dferbench.data.records import EMOTIONS, ClipRecord, DFERDataset
+from dferbench.data.records import ClipRecord, DFERDataset
 from dferbench.errors import DferbenchError
-
-# Class names are the canonical emotion names (records.EMOTIONS), so each dataset's
-# `emotions` are its class names: DFEW's and FERV39k's 7 are MAFW's first 7.
-DFEW_CLASSES = list(EMOTIONS[:7])
-FERV39K_CLASSES = list(DFEW_CLASSES)
-MAFW_CLASSES = list(EMOTIONS)
+from dferbench_plugins.datasets import DFEW_CLASSES, FERV39K_CLASSES, MAFW_CLASSES  # noqa: F401  (re-exported)
 
 # DFEW's split CSVs: label id -> class (1 Happy, 2 Sad, 3 Neutral, 4 Angry, 5 Surprise,
 # 6 Disgust, 7 Fear). 0 marks clips without a single label; they are not in the benchmark.
@@ -263,12 +258,13 @@ def parse_dfew_csv(path: str | os.PathLike[str], frames_dir: str = "Clip/clip_22
             label_id = int(float(label_text))
         except ValueError:
             errors.append(AnnotationError(
-                path, number, f"video_name and label must be integers, got {name!r}, {label_text!r}"
+                path, number, f"video_name and label must be integers, got {name!r}, {label_text!r}",
+                clip=name or None,
             ))
             continue
         if label_id not in DFEW_CSV_LABELS:
             errors.append(AnnotationError(
-                path, number, f"label {label_id} out of range (1..7)", kind="label"
+                path, number, f"label {label_id} out of range (1..7)", kind="label", clip=f"{video:05d}"
             ))
             continue
         label = DFEW_CLASSES.index(DFEW_CSV_LABELS[label_id])

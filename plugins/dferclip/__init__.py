@@ -7,28 +7,32 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dferbench import hookimpl
+from dferbench import Option, check_text_set, hookimpl
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
 # The paper's values (authors' main.py and train_*.sh); see shared/reference/dfer-clip.md.
 OPTIONS: dict[str, Any] = {
     "clip_model": "ViT-B-32-quickgelu",
-    "pretrained": "openai",  # open_clip tag, a local file, or "" for random weights
-    "text": "descriptors",  # a registered text set, or file:PATH
-    "n_ctx": 8,  # train_*.sh pass 8 (argparse default 4)
+    "pretrained": Option("openai", "open_clip tag, a local file, or '' for random weights", path=True),
+    "text": Option("descriptors", "a registered text set, or file:PATH", check=check_text_set, path=True),
+    "n_ctx": Option(8, "learnable context tokens (train_*.sh pass 8; argparse default 4)", ge=1),
     "class_specific": True,
-    "class_token_position": "end",
-    "temporal_depth": 1,  # 0 = mean of frame features ("without temporal model")
-    "temperature": 0.01,
-    "lr_temporal": 1e-2,
-    "lr_image": 1e-5,
-    "lr_prompt": 1e-3,
-    "momentum": 0.9,
-    "weight_decay": 1e-4,
-    "milestones": [30, 40],
-    "gamma": 0.1,
-    "save_checkpoint": False,  # write the final weights next to the result (safetensors)
+    "class_token_position": Option("end", "where the class text sits among the context tokens",
+                                   choices=("end", "middle", "front")),
+    "temporal_depth": Option(1, "temporal transformer layers; 0 = mean of frame features (\"without temporal "
+                             "model\")", ge=0),
+    "temperature": Option(0.01, "logits = cosine / temperature", gt=0),
+    "lr_temporal": Option(1e-2, ge=0),
+    "lr_image": Option(1e-5, ge=0),
+    "lr_prompt": Option(1e-3, ge=0),
+    "momentum": Option(0.9, ge=0),
+    "weight_decay": Option(1e-4, ge=0),
+    "milestones": Option([30, 40], "epochs after which the learning rates are multiplied by gamma",
+                         item=Option(1, ge=1)),
+    "gamma": Option(0.1, gt=0),
+    "save_checkpoint": Option(False, "write the final weights next to the result (foldK-seedS.checkpoint."
+                              "safetensors)", execution=True),
 }
 
 
@@ -43,6 +47,20 @@ def build_network(class_texts: list[str], options: dict[str, Any], num_frames: i
                      temporal_depth=options["temporal_depth"], temperature=options["temperature"],
                      num_frames=num_frames, clip_model_name=options["clip_model"])
     return model.to(device)
+
+
+def rebuild_network(info, device: str = "cpu"):
+    """The network a dferbench checkpoint's sidecar describes (the core loads its weights)."""
+    from dferbench_plugins.dferclip.loading import rebuild_network as rebuild
+
+    return rebuild(info, device)
+
+
+def load_checkpoint(path, options: dict[str, Any], device: str = "cpu"):
+    """The authors' ``.pth`` files and dferbench's earlier DFER-CLIP checkpoints."""
+    from dferbench_plugins.dferclip.loading import load_checkpoint as load
+
+    return load(path, options, device)
 
 
 class DFERCLIPMethod:
@@ -71,10 +89,10 @@ class DFERCLIPMethod:
                             precision=t["precision"], eval_batch_size=t["eval_batch_size"],
                             compile=t.get("compile", False))
         if o["save_checkpoint"]:
-            from dferbench_plugins.dferclip.checkpoints import save_checkpoint
+            from dferbench_plugins.dferclip.loading import rebuild_info
 
-            path = self.ctx.workdir / "checkpoints" / f"dferclip-fold{self.ctx.fold}-seed{self.ctx.seed}.safetensors"
-            save_checkpoint(self.model, path, {"classes": self.ctx.classes, "config": self.ctx.config})
+            path = self.ctx.save_checkpoint(self.model, rebuild=rebuild_info(self.model),
+                                            class_texts=list(self.model.class_texts), text_set=o["text"])
             info["checkpoint"] = str(path)
         return info
 
@@ -89,5 +107,5 @@ class DFERCLIPMethod:
 def dferbench_register_models(register):
     presets = {p.stem: str(p) for p in sorted(PRESETS_DIR.glob("*.toml"))}
     register("dferclip", DFERCLIPMethod, options=OPTIONS, presets=presets, family="text-based", temporal=True,
-             network=build_network,
+             network=build_network, rebuild=rebuild_network, load_checkpoint=load_checkpoint,
              description="DFER-CLIP: CLIP + temporal transformer + learnable-context class descriptions")

@@ -1,4 +1,4 @@
-"""Loading the DFER-CLIP authors' released checkpoints, and dferbench's own format.
+"""Loading the DFER-CLIP authors' released checkpoints.
 
 The authors (zengqunzhao/DFER-CLIP, main.py) save
 ``torch.save({'epoch', 'state_dict', 'best_acc', 'optimizer', 'recorder'})`` where
@@ -14,36 +14,30 @@ turns every other pickled class or function into an inert placeholder (never imp
 its module, never calling it). The state dict is then cleaned (``module.`` stripped,
 ``clip_model_.`` duplicates verified and dropped) and loaded into :class:`DFERCLIP`.
 
-dferbench's own format is a ``.safetensors`` file of the model's state dict plus a JSON
-sidecar (same stem, ``.json``) with the model options, the CLIP architecture and free
-metadata.
+dferbench's own checkpoints are :mod:`dferbench.models.checkpoints`; rebuilding a
+DFER-CLIP from one is :mod:`dferbench_plugins.dferclip.loading`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
 import open_clip
-import safetensors.torch
 import torch
 from open_clip.transformer import QuickGELU
 
-from dferbench.files import replacing
-
+from dferbench.models.checkpoints import load_state
 from dferbench.models.torch_checkpoint import Inert, read_torch_checkpoint
 from dferbench.models.clip import build_clip_from_config, default_tokenizer, register_model_configs
 from dferbench_plugins.dferclip.network import DFERCLIP
 
 __all__ = [
-    "FORMAT_NAME",
-    "FORMAT_VERSION",
+    "LEGACY_FORMAT",
     "KNOWN_OPENAI_ARCHITECTURES",
     "AuthorsCheckpoint",
     "read_torch_checkpoint",
@@ -52,15 +46,12 @@ __all__ = [
     "describe_clip_architecture",
     "recover_class_texts",
     "load_authors_checkpoint",
-    "save_checkpoint",
-    "load_checkpoint",
-    "sidecar_path",
 ]
 
 logger = logging.getLogger(__name__)
 
-FORMAT_NAME = "dferbench.dferclip"
-FORMAT_VERSION = 1
+LEGACY_FORMAT = "dferbench.dferclip"
+"""The format tag of the sidecars dferbench wrote for DFER-CLIP before its generic format."""
 
 KNOWN_OPENAI_ARCHITECTURES = ("ViT-B-32-quickgelu", "ViT-B-16-quickgelu", "ViT-L-14-quickgelu")
 """open_clip names tried, in order, when matching an OpenAI-format CLIP by its shapes."""
@@ -166,6 +157,14 @@ def _normalised_arch(cfg: Mapping[str, Any]) -> dict[str, Any]:
             float(text.get("mlp_ratio", 4.0)),
         ),
     }
+
+
+def _shapes_only(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`_normalised_arch` without the head counts, which tensor shapes do not show."""
+    arch = _normalised_arch(cfg)
+    arch["vision"] = arch["vision"][:4] + arch["vision"][5:]
+    arch["text"] = arch["text"][:3] + arch["text"][4:]
+    return arch
 
 
 def infer_clip_architecture(
@@ -396,6 +395,7 @@ def load_authors_checkpoint(
     tokenizer: Any = None,
     device: str | torch.device = "cpu",
     strict: bool = True,
+    preferred_clip: str | None = None,
 ) -> AuthorsCheckpoint:
     """Build a :class:`DFERCLIP` from a checkpoint released by the DFER-CLIP authors.
 
@@ -411,6 +411,9 @@ def load_authors_checkpoint(
         tokenizer: open_clip tokenizer; default that of the architecture.
         device: where to build the model.
         strict: raise if, after conversion, the checkpoint lacks a model key or has extra.
+        preferred_clip: an open_clip architecture used when ``clip_model_name`` is None
+            and its tensor shapes are the checkpoint's (shapes cannot show head counts;
+            a run's configured CLIP can).
 
     Returns:
         An :class:`AuthorsCheckpoint` whose ``model`` is in eval mode.
@@ -438,6 +441,11 @@ def load_authors_checkpoint(
 
     # Architecture.
     inferred_name, clip_cfg = infer_clip_architecture(state)
+    if clip_model_name is None and preferred_clip:
+        register_model_configs()
+        preferred_cfg = open_clip.get_model_config(preferred_clip)
+        if preferred_cfg is not None and _shapes_only(preferred_cfg) == _shapes_only(clip_cfg):
+            clip_model_name = preferred_clip
     if clip_model_name is None:
         clip_model_name = inferred_name
     if "text_encoder.token_embedding.weight" not in state:
@@ -467,12 +475,7 @@ def load_authors_checkpoint(
             clip_state["visual." + key[len("image_encoder.") :]] = value
         elif key.startswith("text_encoder."):
             clip_state[key[len("text_encoder.") :]] = value
-    try:
-        clip_model.load_state_dict(clip_state, strict=False)  # missing keys: reported below
-    except RuntimeError as err:
-        raise ValueError(
-            f"{str(path)!r} does not match CLIP architecture {clip_model_name or clip_cfg}: {err}"
-        ) from err
+    load_state(clip_model, clip_state, path, strict=False)  # missing keys: reported below
 
     # Options from shapes.
     ctx = state["prompt_learner.ctx"]
@@ -515,20 +518,10 @@ def load_authors_checkpoint(
                 f"trained with other texts. Texts read from the checkpoint: {found}"
             )
 
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as err:
-        raise ValueError(f"{str(path)!r} does not fit the DFERCLIP built from it: {err}") from err
-    missing = sorted(result.missing_keys)
-    unexpected = sorted(result.unexpected_keys)
+    missing, unexpected = load_state(model, state, path, strict=strict)
     if missing or unexpected:
-        message = (
-            f"loading {str(path)!r} into DFERCLIP: missing keys {missing or 'none'}; "
-            f"unexpected keys {unexpected or 'none'}"
-        )
-        if strict:
-            raise RuntimeError(message)
-        logger.warning(message)
+        logger.warning("loading %s into DFERCLIP: missing keys %s; unexpected keys %s", path,
+                       missing or "none", unexpected or "none")
     if dropped:
         logger.info("dropped %d keys (clip_model_ duplicates and unused CLIP tensors)", len(dropped))
 
@@ -546,95 +539,3 @@ def load_authors_checkpoint(
         dropped_keys=dropped,
         skipped_objects=skipped,
     )
-
-
-# --------------------------------------------------------------------------------------
-# dferbench's own format
-# --------------------------------------------------------------------------------------
-
-
-def sidecar_path(path: str | os.PathLike) -> Path:
-    """The JSON sidecar of a weights file: same folder and stem, ``.json``."""
-    return Path(path).with_suffix(".json")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    with replacing(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
-def _json_default(obj: Any) -> Any:
-    """JSON fallback for sidecar metadata: paths, numpy values, sets; else repr (logged)."""
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj, key=repr)
-    if hasattr(obj, "tolist"):  # numpy arrays/scalars, tensors
-        return obj.tolist()
-    logger.warning("checkpoint metadata: %s is not JSON; stored as its repr", type(obj).__name__)
-    return repr(obj)
-
-
-def save_checkpoint(
-    model: DFERCLIP, path: str | os.PathLike, meta: Mapping[str, Any] | None = None
-) -> tuple[Path, Path]:
-    """Save ``model`` as ``path`` (safetensors) + :func:`sidecar_path` (JSON).
-
-    The sidecar holds the format tag, :meth:`DFERCLIP.options`, the CLIP architecture
-    (:func:`describe_clip_architecture`) and ``meta`` (JSON; paths, numpy values and sets
-    are converted, anything else is stored as its ``repr`` with a warning, so a finished
-    training run never fails at this last step).
-    Returns ``(weights_path, sidecar_path)``.
-    """
-    path = Path(path)
-    if path.suffix == ".json":
-        raise ValueError("the weights path must not end in .json (that name is the sidecar's)")
-    sidecar = sidecar_path(path)
-    info = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "weights": path.name,
-        "options": model.options(),
-        "clip_config": describe_clip_architecture(model),
-        "meta": dict(meta or {}),
-    }
-    text = json.dumps(info, indent=2, sort_keys=True, default=_json_default)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    metadata = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)}
-    with replacing(path) as tmp:
-        safetensors.torch.save_file(tensors, str(tmp), metadata=metadata)
-    _atomic_write_text(sidecar, text + "\n")
-    return path, sidecar
-
-
-def load_checkpoint(
-    path: str | os.PathLike,
-    *,
-    device: str | torch.device = "cpu",
-    tokenizer: Any = None,
-) -> tuple[DFERCLIP, dict[str, Any]]:
-    """Load a checkpoint written by :func:`save_checkpoint`.
-
-    Returns ``(model, sidecar)``: the model in eval mode, and the sidecar dict
-    (``options``, ``clip_config``, ``meta``, ...).
-    """
-    path = Path(path)
-    sidecar = sidecar_path(path)
-    for p in (path, sidecar):
-        if not p.is_file():
-            raise FileNotFoundError(f"checkpoint file not found: {str(p)!r}")
-    info = json.loads(sidecar.read_text(encoding="utf-8"))
-    if info.get("format") != FORMAT_NAME:
-        raise ValueError(f"{str(sidecar)!r} is not a {FORMAT_NAME} sidecar (format={info.get('format')!r})")
-    if int(info.get("format_version", 0)) > FORMAT_VERSION:
-        raise ValueError(f"{str(sidecar)!r} has format version {info['format_version']}, newer than {FORMAT_VERSION}")
-    options = dict(info["options"])
-    cfg = info["clip_config"]
-    clip_model = build_clip_from_config(cfg)
-    if tokenizer is None:
-        tokenizer = default_tokenizer(int(cfg["text_cfg"]["context_length"]))
-    class_texts = options.pop("class_texts")
-    model = DFERCLIP(clip_model, class_texts, tokenizer=tokenizer, **options)
-    state = safetensors.torch.load_file(str(path), device="cpu")
-    model.load_state_dict(state, strict=True)
-    return model.to(device).eval(), info

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from dferbench import hookimpl
+from dferbench import Option, hookimpl
 
 CLIP_DIR = Path(__file__).parent / "clip"
 TINY_CLIP = "dferbench-tiny"
@@ -14,14 +14,29 @@ SYNTHETIC_PRETRAINED = "dferbench-synthetic"
 """Weights tag of the shipped ``dferbench-tiny`` checkpoint pre-trained on synthetic faces."""
 SYNTHETIC_WEIGHTS = CLIP_DIR / "dferbench-tiny-synthetic.safetensors"
 
-OPTIONS = {"num_clips": 400, "generator_seed": 0, "render_size": 64}
+# Canonical emotion names (dferbench.data.records.EMOTIONS), so a dataset's emotions are its
+# class names: synthetic and synthetic-wild in DFEW's order, synthetic-11 in MAFW's.
+DFEW_CLASSES = ["happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear"]
+MAFW_CLASSES = DFEW_CLASSES + ["contempt", "anxiety", "helplessness", "disappointment"]
+
+
+NUM_FOLDS = 5
+
+
+def _options(num_classes: int) -> dict[str, Option]:
+    return {
+        "num_clips": Option(400, f"clips rendered; at least one per class in each of the {NUM_FOLDS} test folds",
+                            ge=NUM_FOLDS * num_classes),
+        "generator_seed": Option(0, "seed of the rendered clips", ge=0, lt=2**32),
+        "render_size": Option(64, "side of the rendered frames, pixels", ge=8),
+    }
 
 
 def _factory(num_classes: int, domain: str = "synthetic"):
     def build(options: Mapping[str, Any]):
         from dferbench_plugins.synthetic.render import make_synthetic_dataset
 
-        return make_synthetic_dataset(num_classes=num_classes, num_clips=options["num_clips"],
+        return make_synthetic_dataset(num_classes=num_classes, num_clips=options["num_clips"], num_folds=NUM_FOLDS,
                                       image_size=options["render_size"], seed=options["generator_seed"],
                                       domain=domain)
 
@@ -30,11 +45,12 @@ def _factory(num_classes: int, domain: str = "synthetic"):
 
 @hookimpl
 def dferbench_register_datasets(register):
-    register("synthetic", _factory(7), options=OPTIONS,
+    register("synthetic", _factory(7), options=_options(7), classes=DFEW_CLASSES,
              description="Rendered face clips, 7 classes in DFEW order, 5 subject-independent folds (default)")
-    register("synthetic-11", _factory(11), options=OPTIONS,
+    register("synthetic-11", _factory(11), options=_options(11), classes=MAFW_CLASSES,
              description="Rendered face clips, 11 classes in MAFW order, 5 subject-independent folds")
-    register("synthetic-wild", _factory(7, "synthetic-wild"), options=OPTIONS, presets_like="synthetic",
+    register("synthetic-wild", _factory(7, "synthetic-wild"), options=_options(7), classes=DFEW_CLASSES,
+             presets_like="synthetic",
              description="A shifted domain of synthetic: other identities, wider head poses, darker coloured "
                          "light, more occlusion, noise and blur; 7 classes in DFEW order, 5 folds")
 

@@ -43,7 +43,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from dferbench.data.records import EMOTIONS, ClipRecord, DFERDataset
+from dferbench.data.records import ClipRecord, DFERDataset
+from dferbench_plugins.synthetic import DFEW_CLASSES, MAFW_CLASSES
 
 __all__ = [
     "ACTION_UNITS",
@@ -62,11 +63,6 @@ __all__ = [
     "render_frames",
     "write_synthetic_tree",
 ]
-
-# The canonical emotion names (records.EMOTIONS) in DFEW's order (7) and MAFW's (11):
-# `synthetic` and `synthetic-wild` map onto DFEW's classes, `synthetic-11` onto MAFW's.
-DFEW_CLASSES = list(EMOTIONS[:7])
-MAFW_CLASSES = list(EMOTIONS)
 
 # Fold-1 training counts of the real sets (datasets.md), used as class proportions.
 DFEW_FOLD1_COUNTS = (1956, 1515, 2135, 1738, 1175, 116, 721)

@@ -98,15 +98,18 @@ def run(model: str, dataset: str, *, config: str | Path | None = None, overrides
                                                 skip_existing=skip_existing, datasets=datasets) for p in plans])
 
 
-def robustness(model: str, dataset: str, *, corruptions: list[str] | None = None, severities: list[int] | None = None,
-               corruption_seed: int = 0, config: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+def robustness(model: str | None, dataset: str, *, checkpoint: str | Path | None = None,
+               corruptions: list[str] | None = None, severities: list[int] | None = None, corruption_seed: int = 0,
+               config: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
                folds: list[int] | None = None, seeds: list[int] | None = None, output: str | Path = "runs",
                device: str | None = None, progress: bool | None = None, skip_existing: bool = True,
                echo: Callable[[str], None] = print, **settings: Any) -> list[dict[str, Any]]:
     """Train ``model`` (a name, ``"all"`` or ``"suite:NAME"``) once per unit of ``dataset`` and
     test it clean and under each (corruption, severity) cell (default: all 13 corruptions x
     severities 1-5); one result per cell and unit, resumed cell by cell (see
-    :mod:`dferbench.run.robustness`).
+    :mod:`dferbench.run.robustness`). With ``checkpoint``, score that trained network instead
+    (``model``: None, or the model a file that is not a dferbench checkpoint belongs to; folds
+    default to 1, as for :func:`evaluate`).
 
     >>> api.robustness("zeroshot-clip", "synthetic", folds=[1], corruptions=["gaussian_blur"])
     """
@@ -115,6 +118,17 @@ def robustness(model: str, dataset: str, *, corruptions: list[str] | None = None
     outputs.check_output(output)
     cells = rob.grid(corruptions, severities)
     common = list(overrides) + _as_overrides(settings)
+    if checkpoint is not None:
+        from dferbench.run.trained import checkpoint_plan
+
+        if config or seeds:
+            raise DferbenchError("a checkpoint is scored as it is: --config and --seeds do not apply to it")
+        plan, fixed = checkpoint_plan(checkpoint, model=model, dataset=dataset, overrides=common, folds=folds,
+                                      device=device, echo=echo)
+        return rob.run_robustness(plan, cells, corruption_seed=corruption_seed, output=output, progress=progress,
+                                  skip_existing=skip_existing, fixed_network=fixed, echo=echo)
+    if not model:
+        raise DferbenchError("give a model (--model) or a trained network (--checkpoint)")
     plans = [rob.plan(name, dataset, config_file=config, overrides=extra + common, folds=folds, seeds=seeds,
                       device=device) for name, extra in expand(model, dataset)]
     return outputs.run_all([lambda p=p: rob.run_robustness(p, cells, corruption_seed=corruption_seed, output=output,
@@ -190,16 +204,11 @@ def evaluate(model: str | None, dataset: str, checkpoint: str | Path, *, folds: 
     dataset's. Other files (the DFER-CLIP authors' ``.pth``) are read by ``model``'s
     ``load_checkpoint`` (default ``dferclip``), the other data settings come from the
     model's preset for ``dataset`` and ``overrides``."""
-    from dferbench.run.trained import open_checkpoint
+    from dferbench.run.trained import checkpoint_plan
 
-    loaded = open_checkpoint(checkpoint, model=model, dataset=dataset, overrides=overrides)
-    info = loaded.info
-    echo(loaded.message)
-    fixed = [f"data.{key}={json.dumps(getattr(info, key))}" for key in ("num_frames", "image_size", "normalize")]
-    plan = runner.plan(info.model, dataset, overrides=fixed + list(overrides), folds=folds or [1], device=device,
-                       weights=False)  # the checkpoint holds the CLIP weights
-    plan.run_name = f"{info.model}[checkpoint={Path(checkpoint).name}]"
-    return runner.run_plan(plan, output=output, echo=echo, fixed_network=(loaded.network, info.class_texts))
+    plan, fixed = checkpoint_plan(checkpoint, model=model, dataset=dataset, overrides=overrides, folds=folds,
+                                  device=device, echo=echo)
+    return runner.run_plan(plan, output=output, echo=echo, fixed_network=fixed)
 
 
 def predict(inputs: list[str | Path], checkpoint: str | Path, *, output: str | Path | None = "runs/predict",

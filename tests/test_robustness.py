@@ -197,3 +197,23 @@ def test_a_failing_cell_is_recorded_and_the_others_run(toy_plugin, tmp_path, mon
     assert len(err.value.results) == 1 + 5 and ToyMethod.calls == ["fit"]  # the failures cost no retraining
     failure = json.loads(cell_path(tmp_path, "frame_drop-3").with_suffix(".failed.json").read_text())
     assert "decoder gave up" in failure["error"]
+
+
+def test_a_checkpoint_is_scored_as_it_is(tmp_path):
+    """DFER-CLIP trained one epoch saves its checkpoint; robustness scores it without training,
+    and its clean cell is what `evaluate` gives."""
+    tiny = ["data.num_clips=35", "train.epochs=1"]
+    api.run("dferclip", "synthetic", folds=[2], output=tmp_path / "train", echo=lambda m: None,
+            overrides=tiny + ["model.save_checkpoint=true"])
+    (checkpoint,) = (tmp_path / "train").rglob("fold2-seed1.checkpoint.safetensors")
+    scored = api.robustness(None, "synthetic", checkpoint=checkpoint, folds=[2], corruptions=["gaussian_blur"],
+                            severities=[5], overrides=["data.num_clips=35"], output=tmp_path / "rob",
+                            echo=lambda m: None)
+    assert [(r["corruption"], r["selection"]) for r in scored] == [("clean", "checkpoint"),
+                                                                   ("gaussian_blur", "checkpoint")]
+    assert scored[0]["run_name"] == f"dferclip[checkpoint={checkpoint.name}]"
+    (plain,) = api.evaluate(None, "synthetic", checkpoint, folds=[2], overrides=["data.num_clips=35"],
+                            output=tmp_path / "eval", echo=lambda m: None)
+    assert (scored[0]["uar"], scored[0]["confusion"]) == (plain["uar"], plain["confusion"])
+    with pytest.raises(DferbenchError, match="--config and --seeds do not apply"):
+        api.robustness(None, "synthetic", checkpoint=checkpoint, seeds=[2], output=tmp_path / "x")

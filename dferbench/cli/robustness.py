@@ -12,8 +12,12 @@ def _names(text: str | None) -> list[str] | None:
 
 
 @click.command(name="robustness")
-@click.option("--model", "-m", required=True,
-              help="Model name (see `dferbench list models`), `all`, or `suite:NAME` (see `dferbench list suites`).")
+@click.option("--model", "-m",
+              help="Model name (see `dferbench list models`), `all`, or `suite:NAME` (see `dferbench list suites`); "
+              "with --checkpoint, the model of a file that is not a dferbench checkpoint (default dferclip).")
+@click.option("--checkpoint", "-c", type=click.Path(dir_okay=False),
+              help="Score this trained network instead of training (a dferbench .checkpoint.safetensors, or the "
+              "DFER-CLIP authors' .pth); folds default to 1.")
 @click.option("--dataset", "-d", required=True, help="Dataset name (see `dferbench list datasets`).")
 @click.option("--corruptions", help="Comma-separated corruptions (default: all 13; see dferbench.data.corruptions).")
 @click.option("--severities", help="Comma-separated severities of 1-5 (default: all five; the mCE needs all five).")
@@ -31,9 +35,9 @@ def _names(text: str | None) -> list[str] | None:
 @click.option("--baseline", default="zeroshot-clip[text=descriptors]", show_default=True,
               help="Run name whose errors normalise the mCE (when its results are in --output).")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Also write the plot of UAR against severity here (PNG).")
-def robustness(model, dataset, corruptions, severities, corruption_seed, config_file, overrides, folds, seeds, output,
-               device, rerun, baseline, plot) -> None:
-    """Train MODEL once per unit of DATASET, then test it clean and under each corruption x severity.
+def robustness(model, checkpoint, dataset, corruptions, severities, corruption_seed, config_file, overrides, folds,
+               seeds, output, device, rerun, baseline, plot) -> None:
+    """Test MODEL (trained once per unit) or a --checkpoint clean and under each corruption x severity.
 
     \b
     Each (corruption, severity) cell is a result of its own,
@@ -49,8 +53,8 @@ def robustness(model, dataset, corruptions, severities, corruption_seed, config_
 
     failed = None
     try:
-        api.robustness(model, dataset, corruptions=_names(corruptions), severities=_ints(severities, "--severities"),
-                       corruption_seed=corruption_seed, config=config_file, overrides=overrides,
+        api.robustness(model, dataset, checkpoint=checkpoint, corruptions=_names(corruptions),
+                       severities=_ints(severities, "--severities"), corruption_seed=corruption_seed, config=config_file, overrides=overrides,
                        folds=_ints(folds, "--folds"), seeds=_ints(seeds, "--seeds"), output=output, device=device,
                        skip_existing=not rerun, echo=lambda m: click.echo(m, err=True))
     except UnitsFailed as exc:  # the finished cells still make a table

@@ -181,10 +181,12 @@ def plan(model: str, dataset: str, **plan_options: Any) -> runner.RunPlan:
 
 def run_robustness(base: runner.RunPlan, cells: Sequence[tuple[str, int]], *, corruption_seed: int = 0,
                    output: str | Path = "runs", progress: bool | None = None, skip_existing: bool = True,
+                   fixed_network: tuple[Any, list[str]] | None = None,
                    echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Train ``base``'s model once per (fold, seed) unit and score its test split under each
     of ``cells`` (see :func:`grid`); return the cells' results (new and resumed), unit by
-    unit in the order of ``cells``."""
+    unit in the order of ``cells``. ``fixed_network`` = (trained network, its class texts)
+    scores that network instead (a checkpoint: :func:`dferbench.run.trained.checkpoint_plan`)."""
     datasets: dict[str, Any] = {}
     data = runner.load_dataset(base.dataset_name, base.config["data"], datasets)
     unit_folds = base.config["protocol"]["folds"] or data.folds
@@ -204,7 +206,8 @@ def run_robustness(base: runner.RunPlan, cells: Sequence[tuple[str, int]], *, co
                 tag = f"  [{corruption} {severity}]"
                 try:
                     results += runner.run_plan(unit, output=output, echo=lambda m, tag=tag: echo(m + tag),
-                                               progress=progress, skip_existing=skip_existing, datasets=datasets)
+                                               progress=progress, skip_existing=skip_existing, datasets=datasets,
+                                               fixed_network=fixed_network)
                 except UnitsFailed as exc:  # recorded next to the cell's result; the other cells go on
                     results += exc.results
                     failed += [f"{f} [{corruption} {severity}]" for f in exc.failed]

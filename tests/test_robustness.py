@@ -120,6 +120,9 @@ def test_table_mce_and_plot(toy_plugin, tmp_path):
     assert cells[8] == "100.0"  # normalised by itself
     low_light = next(line for line in markdown.splitlines() if line.startswith("| low_light "))
     assert [c.strip() for c in low_light.strip("|").split("|")][-2:] == ["100.0", "100.0"]
+    frame_drop = next(line for line in markdown.splitlines() if line.startswith("| frame_drop "))
+    assert [c.strip() for c in frame_drop.strip("|").split("|")][-2:] == ["100.0", "-"]  # the toy ignores time
+    assert cells[9] == "100.0 (1)"  # the normalised relative mCE counts low_light only
     assert "| low_light " in markdown and "| frame_drop " in markdown and " [" in markdown  # intervals
     report.plot(rows, tmp_path / "plot.png", "toy")
     assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"

@@ -285,8 +285,8 @@ def test_committed_results_keep_their_run_names_and_config_hashes():
     committed = {(r["dataset"], r["run_name"]): r["config_hash"]
                  for r in iter_results(Path(__file__).parents[1] / "results")}
     planned = {}
-    for dataset in ("synthetic", "synthetic-11"):
-        for model, extra in api.expand("suite:paper", dataset):
+    for dataset, suite in (("synthetic", "paper"), ("synthetic-11", "paper"), ("synthetic-wild", "protocols")):
+        for model, extra in api.expand(f"suite:{suite}", dataset):
             plan = runner.plan(model, dataset, overrides=extra)
             planned[(dataset, plan.run_name)] = plan.hash
     assert planned == committed

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dferbench.run import outputs, runner
-from dferbench.errors import DferbenchError, Terminated, UnitsFailed
+from dferbench.errors import DferbenchError
 
 
 def _as_overrides(overrides: dict[str, Any]) -> list[str]:

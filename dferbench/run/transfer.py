@@ -26,9 +26,7 @@ Selection by test WAR (``best_on_test``) is refused: it would pick the epoch on 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -158,4 +156,4 @@ def plan(model: str, dataset: str, train_dataset: str, *, train_fold: str | int 
                              f"{run.config['protocol']['selection']!r} would choose them on {dataset!r}'s test "
                              "split: drop the setting")
     protocol = Transfer(train_dataset, train_fold, *train_data(train_dataset, run.config, train_overrides))
-    return dataclasses.replace(run, config=copy.deepcopy(run.config), protocol=protocol)
+    return dataclasses.replace(run, protocol=protocol)

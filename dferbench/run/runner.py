@@ -50,9 +50,9 @@ def preset_name(model: plugins.Registered, dataset: plugins.Registered) -> str |
     return None
 
 
-def _preset_layer(model: plugins.Registered, dataset: plugins.Registered) -> Mapping[str, Any]:
+def _preset_layer(model: plugins.Registered, dataset: str) -> Mapping[str, Any]:
     presets = model.extra.get("presets") or {}
-    preset = presets.get(preset_name(model, dataset), {})
+    preset = presets.get(dataset, presets.get("default", {}))
     if isinstance(preset, (str, Path)):
         return cfg.read_toml(preset)
     return preset
@@ -81,7 +81,7 @@ def plan(model_name: str, dataset_name: str, *, config_file: str | Path | None =
     dataset = plugins.get("dataset", dataset_name)
     source = plugins.get("dataset", preset_dataset) if preset_dataset else dataset
     spec = spec_for(model, dataset)
-    preset = cfg.merge(cfg.defaults(spec), _preset_layer(model, source),
+    preset = cfg.merge(cfg.defaults(spec), _preset_layer(model, preset_name(model, source) or source.name),
                        f"preset of model {model_name!r} for {source.name!r}", spec)
     config = preset
     if config_file:

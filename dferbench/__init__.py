@@ -47,6 +47,7 @@ _PUBLIC: dict[str, str] = {
     "is_video_file": "dferbench.data.readers",
     "DFEW_CLASSES": "dferbench.data.classes",
     "MAFW_CLASSES": "dferbench.data.classes",
+    "EMOTIONS": "dferbench.data.classes",
     "CheckReport": "dferbench.data.checks",
     "CHECK_KINDS": "dferbench.data.checks",
     "decode_files": "dferbench.data.checks",

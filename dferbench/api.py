@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dferbench.run import outputs, runner
-from dferbench.errors import DferbenchError, Terminated, UnitsFailed
+from dferbench.errors import DferbenchError
 
 
 def _as_overrides(overrides: dict[str, Any]) -> list[str]:
@@ -27,8 +27,9 @@ def models_for(dataset: str) -> list[str]:
     """Every registered model that can run on ``dataset`` (it has a preset for it or a default)."""
     from dferbench.plugin import manager as plugins
 
-    return [name for name, spec in plugins.models().items()
-            if not spec.presets or dataset in spec.presets or "default" in spec.presets]
+    spec = plugins.get("dataset", dataset)
+    return [name for name, model in plugins.models().items()
+            if not model.presets or runner.preset_name(model, spec) is not None]
 
 
 SUITES_DIR = Path(__file__).parent / "run" / "suites"
@@ -64,7 +65,8 @@ def expand(model: str, dataset: str) -> list[tuple[str, list[str]]]:
 def run(model: str, dataset: str, *, config: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
         folds: list[int] | None = None, seeds: list[int] | None = None, output: str | Path = "runs",
         device: str | None = None, progress: bool | None = None, skip_existing: bool = True,
-        echo: Callable[[str], None] = print, **settings: Any) -> list[dict[str, Any]]:
+        echo: Callable[[str], None] = print, train_dataset: str | None = None, train_fold: str | int = "same",
+        train_overrides: list[str] | tuple[str, ...] = (), **settings: Any) -> list[dict[str, Any]]:
     """Run ``model`` (a name, ``"all"`` or ``"suite:NAME"``) on ``dataset`` under its protocol;
     return one result per unit.
 
@@ -73,26 +75,65 @@ def run(model: str, dataset: str, *, config: str | Path | None = None, overrides
     any unit starts; finished units are skipped on a rerun with the same config. When
     units fail, the others still run, then :class:`~dferbench.errors.UnitsFailed` is
     raised (its ``results`` are the finished units').
+
+    ``train_dataset``: train there instead (its preset; ``train_fold`` ``"same"``, ``"all"``
+    or a fold; ``train_overrides`` its ``data.KEY=VALUE`` settings) and test on ``dataset``
+    over the classes both share (:mod:`dferbench.run.transfer`).
     """
     common = list(overrides) + _as_overrides(settings)
     outputs.check_output(output)
-    plans = [runner.plan(name, dataset, config_file=config, overrides=extra + common, folds=folds, seeds=seeds,
-                         device=device) for name, extra in expand(model, dataset)]
-    results, failed, datasets = [], [], {}
-    try:
-        for p in plans:
-            try:
-                results += runner.run_plan(p, output=output, echo=echo, progress=progress,
-                                           skip_existing=skip_existing, datasets=datasets)
-            except UnitsFailed as exc:
-                results += exc.results
-                failed += exc.failed
-    except (KeyboardInterrupt, Terminated) as exc:
-        exc.finished_units = getattr(exc, "finished_units", 0) + len(results)  # type: ignore[union-attr]
-        raise
-    if failed:
-        raise outputs.units_failed(results, failed)
-    return results
+    if not train_dataset and (train_overrides or str(train_fold) != "same"):
+        raise DferbenchError("--train-fold and --train-set go with --train-dataset (a cross-dataset transfer run)")
+    if train_dataset:
+        from dferbench.run import transfer
+
+        plans = [transfer.plan(name, dataset, train_dataset, train_fold=train_fold, train_overrides=train_overrides,
+                               config_file=config, overrides=extra + common, folds=folds, seeds=seeds, device=device)
+                 for name, extra in expand(model, train_dataset)]
+    else:
+        plans = [runner.plan(name, dataset, config_file=config, overrides=extra + common, folds=folds, seeds=seeds,
+                             device=device) for name, extra in expand(model, dataset)]
+    datasets: dict[str, Any] = {}
+    return outputs.run_all([lambda p=p: runner.run_plan(p, output=output, echo=echo, progress=progress,
+                                                skip_existing=skip_existing, datasets=datasets) for p in plans])
+
+
+def robustness(model: str | None, dataset: str, *, checkpoint: str | Path | None = None,
+               corruptions: list[str] | None = None, severities: list[int] | None = None, corruption_seed: int = 0,
+               config: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+               folds: list[int] | None = None, seeds: list[int] | None = None, output: str | Path = "runs",
+               device: str | None = None, progress: bool | None = None, skip_existing: bool = True,
+               echo: Callable[[str], None] = print, **settings: Any) -> list[dict[str, Any]]:
+    """Train ``model`` (a name, ``"all"`` or ``"suite:NAME"``) once per unit of ``dataset`` and
+    test it clean and under each (corruption, severity) cell (default: all 13 corruptions x
+    severities 1-5); one result per cell and unit, resumed cell by cell (see
+    :mod:`dferbench.run.robustness`). With ``checkpoint``, score that trained network instead
+    (``model``: None, or the model a file that is not a dferbench checkpoint belongs to; folds
+    default to 1, as for :func:`evaluate`).
+
+    >>> api.robustness("zeroshot-clip", "synthetic", folds=[1], corruptions=["gaussian_blur"])
+    """
+    from dferbench.run import robustness as rob
+
+    outputs.check_output(output)
+    cells = rob.grid(corruptions, severities)
+    common = list(overrides) + _as_overrides(settings)
+    if checkpoint is not None:
+        from dferbench.run.trained import checkpoint_plan
+
+        if config or seeds:
+            raise DferbenchError("a checkpoint is scored as it is: --config and --seeds do not apply to it")
+        plan, fixed = checkpoint_plan(checkpoint, model=model, dataset=dataset, overrides=common, folds=folds,
+                                      device=device, echo=echo)
+        return rob.run_robustness(plan, cells, corruption_seed=corruption_seed, output=output, progress=progress,
+                                  skip_existing=skip_existing, fixed_network=fixed, echo=echo)
+    if not model:
+        raise DferbenchError("give a model (--model) or a trained network (--checkpoint)")
+    plans = [rob.plan(name, dataset, config_file=config, overrides=extra + common, folds=folds, seeds=seeds,
+                      device=device) for name, extra in expand(model, dataset)]
+    return outputs.run_all([lambda p=p: rob.run_robustness(p, cells, corruption_seed=corruption_seed, output=output,
+                                                           progress=progress, skip_existing=skip_existing, echo=echo)
+                            for p in plans])
 
 
 def build_model(name: str, *, class_texts: list[str], clip_model: str | None = None,
@@ -153,18 +194,12 @@ def evaluate(model: str | None, dataset: str, checkpoint: str | Path, *, folds: 
     dataset's. Other files (the DFER-CLIP authors' ``.pth``) are read by ``model``'s
     ``load_checkpoint`` (default: the one registered model that reads such files), the
     other data settings come from the model's preset for ``dataset`` and ``overrides``."""
-    from dferbench.run.trained import check_settings, open_checkpoint
+    from dferbench.run.trained import checkpoint_plan
 
     outputs.check_output(output)
-    check_settings(checkpoint, model=model, dataset=dataset, overrides=overrides, folds=folds or [1], device=device)
-    loaded = open_checkpoint(checkpoint, model=model, dataset=dataset, overrides=overrides)
-    info = loaded.info
-    echo(loaded.message)
-    fixed = [f"data.{key}={json.dumps(getattr(info, key))}" for key in ("num_frames", "image_size", "normalize")]
-    plan = runner.plan(info.model, dataset, overrides=fixed + list(overrides), folds=folds or [1], device=device,
-                       weights=False)  # the checkpoint holds the CLIP weights
-    plan.run_name = f"{info.model}[checkpoint={Path(checkpoint).name}]"
-    return runner.run_plan(plan, output=output, echo=echo, fixed_network=(loaded.network, info.class_texts))
+    plan, fixed = checkpoint_plan(checkpoint, model=model, dataset=dataset, overrides=overrides, folds=folds,
+                                  device=device, echo=echo)
+    return runner.run_plan(plan, output=output, echo=echo, fixed_network=fixed)
 
 
 def predict(inputs: list[str | Path], checkpoint: str | Path, *, output: str | Path | None = "runs/predict",

@@ -288,11 +288,41 @@ def test_committed_results_keep_their_run_names_and_config_hashes():
     committed = {(r["dataset"], r["run_name"]): r["config_hash"]
                  for r in iter_results(Path(__file__).parents[1] / "results")}
     planned = {}
-    for dataset in ("synthetic", "synthetic-11"):
-        for model, extra in api.expand("suite:paper", dataset):
+    for dataset, suite in (("synthetic", "paper"), ("synthetic-11", "paper"), ("synthetic-wild", "protocols")):
+        for model, extra in api.expand(f"suite:{suite}", dataset):
             plan = runner.plan(model, dataset, overrides=extra)
             planned[(dataset, plan.run_name)] = plan.hash
     assert planned == committed
+
+
+def test_committed_robustness_and_transfer_results_keep_their_config_hashes():
+    """The protocol results (scripts/protocol_tables.sh) too: each cell's and transfer unit's
+    hash is what its plan gives today, so a rerun resumes them instead of running them again."""
+    from pathlib import Path
+
+    from dferbench.run import robustness, transfer
+    from dferbench.run.results import iter_results
+
+    planned: dict = {}
+    checked = 0
+    for r in iter_results(Path(__file__).parents[1] / "results", protocol=None):
+        if "protocol" not in r:
+            continue
+        train = r.get("train_dataset")
+        key = (r["dataset"], train, r.get("train_fold"))
+        if key not in planned:
+            plans = (transfer.plan(m, r["dataset"], train, train_fold=r["train_fold"], overrides=extra) if train
+                     else robustness.plan(m, r["dataset"], overrides=extra)
+                     for m, extra in api.expand("suite:protocols", train or r["dataset"]))
+            planned[key] = {p.run_name: p for p in plans}
+        plan = planned[key][r["run_name"]]
+        if r["protocol"] == "robustness":
+            cell = robustness.CorruptedTest(r["corruption"], r["severity"], r["corruption_seed"])
+            assert cell.hash(plan.hash) == r["config_hash"], r["_path"]
+        else:
+            assert plan.hash == r["config_hash"], r["_path"]
+        checked += 1
+    assert checked >= 400
 
 
 def test_variant_names_hold_no_paths_and_no_execution_settings(tmp_path):

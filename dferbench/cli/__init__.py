@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import signal
 
-from dferbench.cli import bench, data, plugins, report, run, sweep  # noqa: F401 (each adds its commands)
+from dferbench.cli import bench, data, plugins, report, robustness, run, sweep  # noqa: F401 (each adds its commands)
 from dferbench.cli.group import cli
 from dferbench.cli.predict import predict
 from dferbench.cli.weights import weights

@@ -23,12 +23,20 @@ from dferbench.cli.group import cli, ints
 @click.option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 @click.option("--rerun", is_flag=True, help="Run units again even when their result exists.")
 @click.option("--leaderboard/--no-leaderboard", "show", default=True, help="Print the leaderboard at the end.")
-def run(model, dataset, config_file, overrides, folds, seeds, output, device, rerun, show) -> None:
+@click.option("--train-dataset", help="Train on this dataset instead (its preset) and test on DATASET over the "
+              "classes both share (cross-dataset transfer).")
+@click.option("--train-fold", default="same", show_default=True,
+              help="With --train-dataset: its fold numbered like each tested fold (same), a fold K, or all its clips.")
+@click.option("--train-set", "train_overrides", multiple=True, metavar="data.KEY=VALUE",
+              help="With --train-dataset: a data setting of the training dataset, e.g. --train-set data.root=/data/DFEW.")
+def run(model, dataset, config_file, overrides, folds, seeds, output, device, rerun, show, train_dataset, train_fold,
+        train_overrides) -> None:
     """Train (if the model trains) and evaluate MODEL on DATASET, fold by fold.
 
     \b
     Settings come from the model's preset for the dataset, then --config, then --set.
     Example: dferbench run -m dferclip -d synthetic --folds 1 --set train.epochs=2
+    Transfer: dferbench run -m dferclip -d synthetic-wild --train-dataset synthetic
     """
     from dferbench import api
     from dferbench.errors import UnitsFailed
@@ -38,13 +46,19 @@ def run(model, dataset, config_file, overrides, folds, seeds, output, device, re
     try:
         api.run(model, dataset, config=config_file, overrides=overrides, folds=ints(folds, "--folds"),
                 seeds=ints(seeds, "--seeds"), output=output, device=device, skip_existing=not rerun,
-                echo=lambda m: click.echo(m, err=True))
+                echo=lambda m: click.echo(m, err=True), train_dataset=train_dataset, train_fold=train_fold,
+                train_overrides=train_overrides)
     except UnitsFailed as exc:  # the finished units still make a leaderboard
         failed = exc
     from dferbench.run.distributed import is_main_process
 
     if show and is_main_process():  # under torchrun only rank 0 prints
-        click.echo(leaderboard.summarize(dataset, Path(output)))
+        if train_dataset:
+            from dferbench.report.transfer import render
+
+            click.echo(render(Path(output), skip_invalid=True)[0])
+        else:
+            click.echo(leaderboard.summarize(dataset, Path(output)))
     if failed:
         raise failed
 

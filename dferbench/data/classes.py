@@ -11,3 +11,8 @@ DFEW_CLASSES: list[str] = ["happiness", "sadness", "neutral", "anger", "surprise
 
 MAFW_CLASSES: list[str] = DFEW_CLASSES + ["contempt", "anxiety", "helplessness", "disappointment"]
 """MAFW's eleven single-label classes in label order."""
+
+EMOTIONS: tuple[str, ...] = tuple(MAFW_CLASSES)
+"""The canonical emotion names: DFEW's and FERV39k's 7 classes, then MAFW's 4 more. Datasets
+name their classes by these (:attr:`dferbench.DFERDataset.emotions`) so that a model trained
+on one dataset can be scored on another over the classes both have."""

@@ -73,6 +73,7 @@ from dferbench.errors import DferbenchError
 
 __all__ = [
     "CLEAN",
+    "VERSION",
     "CORRUPTIONS",
     "SEVERITIES",
     "Corruption",
@@ -87,6 +88,11 @@ CLEAN = "clean"
 """The uncorrupted run's corruption name; its severity is 0."""
 
 SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
+
+VERSION = 1
+"""The version of the corruptions' computation. Robustness results hash it with their
+cell's level, so a changed level reruns that cell; bump it whenever a corruption computes
+something else for the same level (a fixed bug, another library call)."""
 
 Frames = np.ndarray | torch.Tensor
 # A spatial corruption: (uint8 frames [T, 3, H, W] tensor, its level, the clip's key, the

@@ -40,7 +40,10 @@ class DFERDataset:
     datasets (FERV39k) have one fold, numbered 1. ``augmentation`` names the training
     augmentation the paper used for this dataset (``dfew``, ``ferv39k``, ``mafw``)
     and ``notes`` collects counts worth recording in results (e.g. frame-count
-    mismatches between the annotation and the disk).
+    mismatches between the annotation and the disk). ``emotions[i]`` is the canonical name
+    of class ``i`` (one of :data:`dferbench.EMOTIONS`, or any name for a class outside them); it
+    defaults to the class names, so a dataset whose classes are named otherwise
+    ("happy", "angry") declares it to take part in cross-dataset transfer.
     """
 
     name: str
@@ -49,6 +52,14 @@ class DFERDataset:
     reader: FrameReader
     augmentation: str = "none"
     notes: dict[str, int] = field(default_factory=dict)
+    emotions: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.emotions is None:
+            self.emotions = list(self.classes)
+        elif len(self.emotions) != len(self.classes) or len(set(self.emotions)) != len(self.emotions):
+            raise ValueError(f"dataset {self.name!r}: emotions {self.emotions} must name each of its "
+                             f"{len(self.classes)} classes {self.classes} once")
 
     @property
     def folds(self) -> list[int]:

@@ -40,6 +40,7 @@ class RegisterDataset(Protocol):
         options: Mapping[str, Any] | None = None,
         classes: list[str] | None = None,
         profile: Mapping[str, Mapping[str, Any]] | None = None,
+        presets_like: str | None = None,
         check: DatasetCheck | None = None,
     ) -> None: ...
 
@@ -93,10 +94,12 @@ def dferbench_register_datasets(register: RegisterDataset) -> None:
     """Offer datasets. Runs once per process, the first time the dataset registry is read.
 
     Call ``register(name, factory, description=..., options=..., classes=..., profile=...,
-    check=...)`` once per dataset.
+    presets_like=..., check=...)`` once per dataset.
 
     - ``factory(options)`` receives the whole effective ``[data]`` section (a dict) and
-      returns a :class:`dferbench.DFERDataset`. Import heavy libraries inside it.
+      returns a :class:`dferbench.DFERDataset`. Import heavy libraries inside it. Its
+      ``emotions`` (default: the class names) name each class canonically
+      (:data:`dferbench.EMOTIONS`); cross-dataset transfer matches classes by them.
     - ``options``: each setting the dataset understands and its default (for example
       ``{"root": ""}``), plain values or ``dferbench.Option`` objects; the defaults join the
       run's ``[data]`` section, and every value is checked before a run starts.
@@ -107,6 +110,10 @@ def dferbench_register_datasets(register: RegisterDataset) -> None:
       (``normalize``), which CLIP (``clip_model``, ``pretrained``). A model's preset for
       this very dataset overrides them; model keys a model does not have are left out.
       The image size follows the model (``data.image_size = 0``), so leave it out.
+    - ``presets_like`` (optional): the name of a dataset whose model presets runs on this
+      one take, for a variant of a benchmark (``synthetic-wild`` takes ``synthetic``'s
+      recipe: epochs, schedule, batch); a model's preset for this very dataset wins
+      instead. The profile stays this dataset's own.
     - ``check(options, report)`` (optional): the dataset's own checks for
       ``dferbench check-data`` (its annotation files, with file and line), adding
       findings with ``report.add(kind, message)`` (kinds: :data:`dferbench.CHECK_KINDS`).

@@ -99,6 +99,10 @@ def invalid(kind: str, values: dict[str, Any]) -> str:
     if values.get("classes") is not None and not (isinstance(values["classes"], list) and values["classes"]
                                                   and all(isinstance(c, str) for c in values["classes"])):
         return f"classes must be a non-empty list of class names, got {values['classes']!r}"
+    if values.get("presets_like") is not None and not (isinstance(values["presets_like"], str)
+                                                       and _NAME.match(values["presets_like"])
+                                                       and values["presets_like"] != name):
+        return f"presets_like must name another dataset, got {values['presets_like']!r}"
     if "family" in values and values["family"] not in FAMILIES:
         return f"family must be one of {', '.join(repr(f) for f in FAMILIES)}, got {values['family']!r}"
     if "temporal" in values and not (isinstance(values["temporal"], bool) or callable(values["temporal"])):

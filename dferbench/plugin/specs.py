@@ -50,8 +50,10 @@ class DatasetSpec:
     ``profile``: settings that suit it for the built-in models, by section (``data``:
     ``num_frames``, ``normalize``...; ``model``: ``clip_model``, ``pretrained``...); a
     model's preset for this very dataset overrides them, and model keys a model does
-    not have are left out. ``check``: an optional dataset-specific check for
-    ``dferbench check-data``, run before the generic one.
+    not have are left out. ``presets_like``: the dataset whose model presets runs on this
+    one take when a model has none for it (a variant of a benchmark takes its recipe).
+    ``check``: an optional dataset-specific check for ``dferbench check-data``, run before
+    the generic one.
     """
 
     name: str
@@ -60,6 +62,7 @@ class DatasetSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     classes: list[str] | None = None
     profile: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    presets_like: str | None = None
     check: DatasetCheck | None = None
     plugin: PluginInfo = UNREGISTERED
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dferbench.errors import DferbenchError
-from dferbench.run.results import UNIT_FILE, UnitKey, validate_result
+from dferbench.run.results import PROTOCOL_GLOBS, STANDARD, UNIT_FILE, UnitKey, protocol_folder, validate_result
 
 
 
@@ -46,19 +46,27 @@ class InvalidResults(DferbenchError):
         super().__init__("\n".join(lines + [f"  {i}" for i in invalid]))
 
 
-def result_files(results_dir: Path, dataset: str) -> list[Path]:
-    """Every unit result of ``dataset``, sorted: ``<results_dir>/<dataset>/<run>/foldK-seedS.json``
-    (not a unit's other files, nor anything in a hidden run folder or below a run folder)."""
-    return sorted(path for path in (Path(results_dir) / dataset).glob("*/fold*-seed*.json")
-                  if UNIT_FILE.fullmatch(path.name) and not path.parent.name.startswith("."))
+def result_files(results_dir: Path, dataset: str, protocol: str = STANDARD) -> list[Path]:
+    """Every unit result of ``dataset`` under ``protocol``, sorted: for the standard one
+    ``<results_dir>/<dataset>/<run>/foldK-seedS.json``, for the others in their folders below
+    the run's (``robustness/<corruption>-<severity>/``, ``transfer-from-<dataset>.../``); not a
+    unit's other files, nor anything in a hidden folder or below those folders."""
+    base = Path(results_dir) / dataset
+    return sorted(path for path in base.glob(f"{PROTOCOL_GLOBS[protocol]}/fold*-seed*.json")
+                  if UNIT_FILE.fullmatch(path.name)
+                  and not any(part.startswith(".") for part in path.parent.relative_to(base).parts))
 
 
-def read_results(results_dir: Path, dataset: str) -> tuple[list[dict[str, Any]], list[Invalid]]:
-    """The valid results of ``dataset`` (each with ``_path``) and the invalid files, in path order."""
+def read_results(results_dir: Path, dataset: str, protocol: str = STANDARD
+                 ) -> tuple[list[dict[str, Any]], list[Invalid]]:
+    """The valid results of ``dataset`` under ``protocol`` (each with ``_path``) and the
+    invalid files, in path order."""
     valid, invalid = [], []
-    for path in result_files(results_dir, dataset):
+    for path in result_files(results_dir, dataset, protocol):
         result, problem = _load(path)
         problems = [problem] if problem else validate_result(result)
+        if not problems and result.get("protocol", STANDARD) != protocol:
+            problems = [f"a result of protocol {result.get('protocol', STANDARD)!r} in a folder of {protocol!r}"]
         problems = problems or _report_problems(result, dataset) or _misplaced(result, path, results_dir)
         if problems:
             invalid.append(Invalid(path, "; ".join(problems)))
@@ -110,7 +118,11 @@ def _report_problems(result: dict[str, Any], dataset: str) -> list[str]:
 
 
 def _misplaced(result: dict[str, Any], path: Path, results_dir: Path) -> list[str]:
-    key = UnitKey(result["run_name"], result["dataset"], result["fold"], result["seed"], result["selection"])
+    try:
+        folder = protocol_folder(result)
+    except KeyError as missing:
+        return [f"a {result['protocol']} result without {missing}"]
+    key = UnitKey(result["run_name"], result["dataset"], result["fold"], result["seed"], result["selection"], folder)
     expected = key.path(results_dir)
     if Path(path).resolve() != expected.resolve():
         return [f"its content (run {key.run_name!r}, fold {key.fold}, seed {key.seed}, selection {key.selection}) "
@@ -123,10 +135,10 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def checked_results(results_dir: Path, dataset: str, skip_invalid: bool = False
+def checked_results(results_dir: Path, dataset: str, skip_invalid: bool = False, protocol: str = STANDARD
                     ) -> tuple[list[dict[str, Any]], list[Invalid]]:
     """:func:`read_results`, raising :class:`InvalidResults` for invalid files unless ``skip_invalid``."""
-    valid, invalid = read_results(results_dir, dataset)
+    valid, invalid = read_results(results_dir, dataset, protocol)
     if invalid and not skip_invalid:
         raise InvalidResults(invalid)
     return valid, invalid

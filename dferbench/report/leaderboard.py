@@ -21,6 +21,7 @@ from dferbench.files import replacing, tomllib
 from dferbench.report import inputs
 from dferbench.report.confusion import confusion_png
 from dferbench.report.markdown import page, summary
+from dferbench.run.results import PROTOCOL_GLOBS
 
 
 PUBLISHED = Path(__file__).with_name("published_results.toml")
@@ -106,7 +107,8 @@ def known_datasets(results_dir: Path, out_dir: Path | None = None) -> list[str]:
         return []
     skip = Path(out_dir).resolve() if out_dir is not None else None
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
-                  and p.resolve() != skip and inputs.result_files(root, p.name))
+                  and p.resolve() != skip
+                  and any(inputs.result_files(root, p.name, protocol) for protocol in PROTOCOL_GLOBS))
 
 
 def render(dataset: str, results_dir: Path, *, image_dir: str | None = None,
@@ -137,7 +139,8 @@ def build(results_dir: Path, out_dir: Path, datasets: list[str] | None = None, *
           images: bool = True, skip_invalid: bool = False,
           echo: Callable[[str], None] | None = None) -> list[str]:
     """Write (or with ``check``, compare) ``out_dir/<dataset>.md`` and the PNGs; return the written
-    (or stale) page paths.
+    (or stale) page paths. Datasets with robustness results also get ``robustness-<dataset>.md``
+    and its plot; without ``datasets``, transfer results give ``transfer.md``.
 
     Datasets: those given, else every dataset with results and every dataset with reported
     rows. Every result file of them is checked first; invalid ones raise one
@@ -152,7 +155,8 @@ def build(results_dir: Path, out_dir: Path, datasets: list[str] | None = None, *
             raise DferbenchError(f"{unknown_name('dataset', name, set(found) | set(reported))} (the datasets with "
                                  f"results under {results_dir} or with reported numbers)")
     names = datasets or sorted(set(found) | set(reported))
-    invalid = [i for name in names for i in inputs.read_results(results_dir, name)[1]]
+    invalid = [i for name in names for protocol in PROTOCOL_GLOBS
+               for i in inputs.read_results(results_dir, name, protocol)[1]]
     if invalid and not skip_invalid:
         raise inputs.InvalidResults(invalid)
     echo = echo or print
@@ -173,6 +177,37 @@ def build(results_dir: Path, out_dir: Path, datasets: list[str] | None = None, *
         touched.append(str(path))
         if images:
             _write_images(dataset, rows, out_dir / dataset)
+    touched += _protocol_pages(results_dir, out_dir, names, every=not datasets, check=check, images=images)
+    return touched
+
+
+def _protocol_pages(results_dir: Path, out_dir: Path, names: list[str], *, every: bool, check: bool,
+                    images: bool) -> list[str]:
+    """``robustness-<dataset>.md`` (and its plot) for each of ``names`` with robustness results;
+    with ``every``, ``transfer.md`` when there are transfer results. Returns the pages written
+    (or, with ``check``, the stale ones)."""
+    from dferbench.report import robustness, transfer
+
+    touched = []
+
+    def write(path: Path, markdown: str) -> bool:
+        if check:
+            if not path.is_file() or path.read_text() != markdown:
+                touched.append(str(path))
+            return False
+        with replacing(path) as tmp:
+            tmp.write_text(markdown)
+        touched.append(str(path))
+        return images
+
+    for dataset in names:
+        if inputs.result_files(results_dir, dataset, robustness.PROTOCOL):
+            plot = f"robustness-{dataset}.png"
+            markdown, rows = robustness.render(dataset, results_dir, image=plot if images else None, skip_invalid=True)
+            if write(out_dir / f"robustness-{dataset}.md", markdown):
+                robustness.plot(rows, out_dir / plot, dataset)
+    if every and any(inputs.result_files(results_dir, d, transfer.PROTOCOL) for d in names):
+        write(out_dir / "transfer.md", transfer.render(results_dir, names, skip_invalid=True)[0])
     return touched
 
 

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from dferbench.errors import DferbenchError, UnitsFailed, storage_error
+from dferbench.errors import DferbenchError, Terminated, UnitsFailed, storage_error
 from dferbench.run import locks
 from dferbench.run.results import SCHEMA_VERSION, move_aside, read_result, write_atomic
 
@@ -66,6 +66,26 @@ def units_failed(results: list[dict[str, Any]], failed: list[str]) -> UnitsFaile
     return UnitsFailed(f"{len(results)} units finished, {len(failed)} failed: {'; '.join(failed)}. Each failure "
                        "is recorded in its foldK-seedS.failed.json; rerun the same command to retry them",
                        results, failed)
+
+
+def run_all(runs: list[Callable[[], list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    """Call each of ``runs`` (each runs units and returns their results) in turn: when units
+    fail, the others still run, then :class:`~dferbench.errors.UnitsFailed` is raised with
+    every finished unit's result. An interruption counts the finished units."""
+    results, failed = [], []
+    try:
+        for one in runs:
+            try:
+                results += one()
+            except UnitsFailed as exc:
+                results += exc.results
+                failed += exc.failed
+    except (KeyboardInterrupt, Terminated) as exc:
+        exc.finished_units = getattr(exc, "finished_units", 0) + len(results)  # type: ignore[union-attr]
+        raise
+    if failed:
+        raise units_failed(results, failed)
+    return results
 
 
 def claim(path: Path, run_hash: str, classes: list[str], skip_existing: bool,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -27,19 +27,24 @@ SCHEMA_VERSION = 1
 @dataclass(frozen=True)
 class UnitKey:
     """One unit of work: a model variant on one fold of a dataset with one seed, under
-    one checkpoint-selection policy (both policies' results can live side by side)."""
+    one checkpoint-selection policy (both policies' results can live side by side).
+    ``protocol_dir`` is the folder of a protocol other than the standard one below the
+    run's (``robustness/blur-3``, ``transfer-from-dfew``): such units never share a path
+    with a plain run's."""
 
     run_name: str
     dataset: str
     fold: int
     seed: int
     selection: str = "last_epoch"
+    protocol_dir: str = ""
 
     def path(self, output: Path) -> Path:
         slug = re.sub(r"[^A-Za-z0-9._+-]+", "-", self.run_name).strip("-")
         if self.selection != "last_epoch":
             slug += f"@{self.selection}"
-        return Path(output) / self.dataset / slug / f"fold{self.fold}-seed{self.seed}.json"
+        folder = Path(output) / self.dataset / slug
+        return (folder / self.protocol_dir if self.protocol_dir else folder) / f"fold{self.fold}-seed{self.seed}.json"
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -149,6 +154,26 @@ def read_result(path: Path, classes: list[str] | None = None) -> tuple[dict[str,
     return (obj if not problems else None), problems
 
 
+STANDARD = "standard"
+"""The protocol of a result without a ``protocol`` key: train and test on one dataset's fold, clean."""
+
+PROTOCOL_GLOBS = {STANDARD: "*", "robustness": "*/robustness/*", "transfer": "*/transfer-from-*"}
+"""Where each protocol's results lie below a dataset's folder: its folders of ``foldK-seedS.json``."""
+
+
+def protocol_folder(result: Mapping[str, Any]) -> str:
+    """The folder below its run's of a result (``""`` for the standard protocol), from the
+    keys that make its protocol (``protocol``, ``corruption``/``severity``, ``train_dataset``/``train_fold``)."""
+    protocol = result.get("protocol", STANDARD)
+    if protocol == "robustness":
+        return f"robustness/{result['corruption']}-{result['severity']}"
+    if protocol == "transfer":
+        fold = result["train_fold"]
+        return f"transfer-from-{result['train_dataset']}" + ("" if fold == "same" else f"-{fold}" if fold == "all"
+                                                               else f"-fold{fold}")
+    return ""
+
+
 def load_result(path: Path) -> dict[str, Any] | None:
     """The valid result at ``path``, or None (missing or invalid)."""
     return read_result(path)[0]
@@ -162,8 +187,10 @@ def move_aside(path: Path) -> Path:
 
 
 def iter_results(root: Path, dataset: str | None = None, *,
-                 on_invalid: Callable[[Path, list[str]], None] | None = None) -> Iterator[dict[str, Any]]:
-    """The valid unit results under ``root`` (or ``root/dataset``), each with ``_path``.
+                 on_invalid: Callable[[Path, list[str]], None] | None = None,
+                 protocol: str | None = STANDARD) -> Iterator[dict[str, Any]]:
+    """The valid unit results under ``root`` (or ``root/dataset``) of ``protocol``
+    (``robustness``, ``transfer``; None: every protocol), each with ``_path``.
 
     An invalid file is passed to ``on_invalid(path, problems)``; without one it stops the
     iteration with a :class:`DferbenchError` naming the file and its first problem."""
@@ -181,6 +208,8 @@ def iter_results(root: Path, dataset: str | None = None, *,
                 raise DferbenchError(f"invalid result {path}: {problems[0]}{more}; rerun its unit "
                                      "(`dferbench run` moves it aside) or delete it")
             on_invalid(path, problems)
+            continue
+        if protocol is not None and result.get("protocol", STANDARD) != protocol:
             continue
         result["_path"] = str(path)
         yield result

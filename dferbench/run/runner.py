@@ -7,7 +7,7 @@ import contextlib
 import copy
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -18,6 +18,7 @@ from dferbench.errors import DferbenchError, Terminated, storage_error
 from dferbench.models.weights import require_model_weights
 from dferbench.plugin.boundary import PluginFailure, debug
 from dferbench.plugin.specs import DatasetSpec, ModelSpec
+from dferbench.run.protocols import Standard
 from dferbench.run.outputs import check_output, check_writable, claim, one_line, record_failure, units_failed
 from dferbench.run.results import SCHEMA_VERSION, UnitKey, git_commit, predictions_csv, save_unit, versions
 
@@ -32,10 +33,11 @@ class RunPlan:
     preset: cfg.Config
     run_name: str
     spec: cfg.Spec | None = None
+    protocol: Standard = field(default_factory=Standard)
 
     @property
     def hash(self) -> str:
-        return cfg.config_hash(self.config, self.spec)
+        return self.protocol.hash(cfg.config_hash(self.config, self.spec))
 
 
 FALLBACK_IMAGE_SIZE = 224
@@ -47,6 +49,16 @@ def _preset_layer(model: ModelSpec, dataset: str) -> Mapping[str, Any]:
     if isinstance(preset, (str, Path)):
         return cfg.read_toml(preset)
     return preset
+
+
+def preset_name(model: ModelSpec, dataset: DatasetSpec) -> str | None:
+    """Which of ``model``'s presets a run on ``dataset`` takes: the dataset's own, else that
+    of the dataset it registered as ``presets_like`` (a variant of a benchmark takes its
+    recipe), else ``"default"``; None when the model has none of them."""
+    for name in (dataset.name, dataset.presets_like, "default"):
+        if name and name in model.presets:
+            return name
+    return None
 
 
 def _profile_layer(model: ModelSpec, dataset: DatasetSpec) -> dict[str, dict[str, Any]]:
@@ -79,17 +91,18 @@ def preset_for(model: ModelSpec, dataset: DatasetSpec, spec: cfg.Spec | None = N
 
     Later wins: the core defaults and the plugins' option defaults; the model's
     ``default`` preset (when it has none for this dataset); the dataset's profile; the
-    model's preset for this dataset. Each layer is checked against ``spec`` (by default
+    model's preset for this dataset, or for the one it takes presets like
+    (:func:`preset_name`). Each layer is checked against ``spec`` (by default
     :func:`spec_for` the pair)."""
     spec = spec_for(model, dataset) if spec is None else spec
     config = cfg.defaults(spec)
-    if dataset.name not in model.presets:
-        config = cfg.merge(config, _preset_layer(model, dataset.name),
-                           f"default preset of model {model.name!r}", spec)
+    name = preset_name(model, dataset)
+    own = name not in (None, "default")
+    if not own:
+        config = cfg.merge(config, _preset_layer(model, "default"), f"default preset of model {model.name!r}", spec)
     config = cfg.merge(config, _profile_layer(model, dataset), f"profile of dataset {dataset.name!r}", spec)
-    if dataset.name in model.presets:
-        config = cfg.merge(config, _preset_layer(model, dataset.name),
-                           f"preset of model {model.name!r} for {dataset.name!r}", spec)
+    if own:
+        config = cfg.merge(config, _preset_layer(model, name), f"preset of model {model.name!r} for {name!r}", spec)
     return config
 
 
@@ -109,13 +122,18 @@ def resolve_image_size(config: cfg.Config, model: ModelSpec) -> cfg.Config:
 
 def plan(model_name: str, dataset_name: str, *, config_file: str | Path | None = None,
          overrides: list[str] | tuple[str, ...] = (), folds: list[int] | None = None,
-         seeds: list[int] | None = None, device: str | None = None, weights: bool = True) -> RunPlan:
+         seeds: list[int] | None = None, device: str | None = None, weights: bool = True,
+         preset_dataset: str | None = None) -> RunPlan:
     """Validate names and settings (and, with ``weights``, that the CLIP weights are here or
-    downloadable); raise :class:`DferbenchError` before any work."""
+    downloadable); raise :class:`DferbenchError` before any work.
+
+    ``preset_dataset``: take the model's preset for that dataset instead of
+    ``dataset_name``'s (a model trained on one dataset and tested on another)."""
     model = plugins.get("model", model_name)
     dataset = plugins.get("dataset", dataset_name)
+    source = plugins.get("dataset", preset_dataset) if preset_dataset else dataset
     spec = spec_for(model, dataset)
-    preset = preset_for(model, dataset, spec)
+    preset = preset_for(model, source, spec)
     config = preset
     if config_file:
         config = cfg.merge(config, cfg.read_toml(config_file), str(config_file), spec)
@@ -174,6 +192,15 @@ def _training_files(result: Path, train: Mapping[str, Any]) -> dict[str, Any]:
             "keep_state": train["keep_state"]}
 
 
+def load_dataset(name: str, data: Mapping[str, Any], datasets: dict[str, Any]) -> Any:
+    """Dataset ``name`` built from the ``[data]`` section ``data``, once per section:
+    ``datasets`` caches it for the plans of one call."""
+    key = json.dumps([name, data], sort_keys=True)
+    if key not in datasets:
+        datasets[key] = plugins.get("dataset", name).build(data)
+    return datasets[key]
+
+
 def run_plan(run: RunPlan, *, output: str | Path = "runs", echo: Callable[[str], None] = print,
              progress: bool | None = None, skip_existing: bool = True,
              fixed_network: tuple[Any, list[str]] | None = None,
@@ -199,11 +226,8 @@ def run_plan(run: RunPlan, *, output: str | Path = "runs", echo: Callable[[str],
     config = run.config
     device = dist.init_from_env(resolve_device(config["train"]["device"]))  # torchrun: one GPU per rank
     dataset_reg = plugins.get("dataset", run.dataset_name)
-    key = json.dumps([run.dataset_name, config["data"]], sort_keys=True)
     datasets = {} if datasets is None else datasets
-    if key not in datasets:
-        datasets[key] = dataset_reg.build(config["data"])
-    dataset = datasets[key]
+    dataset = load_dataset(run.dataset_name, config["data"], datasets)
     folds = config["protocol"]["folds"] or dataset.folds
     missing = [f for f in folds if f not in dataset.splits]
     if missing:
@@ -220,10 +244,12 @@ def run_plan(run: RunPlan, *, output: str | Path = "runs", echo: Callable[[str],
     data = config["data"]
     augmentation = dataset.augmentation if data["augmentation"] == "auto" else data["augmentation"]
     selection = "checkpoint" if fixed_network else config["protocol"]["selection"]
-    classes = list(dataset.classes)
-    if fixed_network and len(fixed_network[1]) != len(classes):
+    protocol = run.protocol
+    protocol.prepare(dataset, folds, datasets, echo)
+    classes = list(protocol.classes)
+    if fixed_network and len(fixed_network[1]) != len(protocol.model_classes):
         raise DferbenchError(f"the checkpoint scores {len(fixed_network[1])} classes but {run.dataset_name!r} has "
-                             f"{len(classes)} ({', '.join(classes)})")
+                             f"{len(protocol.model_classes)} ({', '.join(protocol.model_classes)})")
 
     def run_unit(fold: int, seed: int, path: Path) -> dict[str, Any]:
         if main_process:
@@ -231,19 +257,20 @@ def run_plan(run: RunPlan, *, output: str | Path = "runs", echo: Callable[[str],
         start = time.perf_counter()
         seed_everything(seed)
 
-        def clipset(split: str) -> ClipSet:
-            return ClipSet(run.dataset_name, dataset.split(fold, split), dataset.reader,
+        def clipset(records, *, name=None, reader=None, augmentation=augmentation, pipeline=None) -> ClipSet:
+            return ClipSet(name or run.dataset_name, records, reader or dataset.reader,
                            num_frames=data["num_frames"], image_size=data["image_size"],
                            normalize=data["normalize"], augmentation=augmentation, workers=data["workers"],
-                           pipeline=data["pipeline"], prefetch=data["prefetch"])
+                           pipeline=pipeline or data["pipeline"], prefetch=data["prefetch"])
 
-        train, test = clipset("train"), clipset("test")
+        train, test = protocol.clipsets(dataset, fold, clipset)
         if len(test) == 0:
             raise DferbenchError(f"{run.dataset_name}: the test split of fold {fold} has no clips"
                                  + (f" ({skipped} of the dataset skipped as bad)" if skipped else "")
                                  + "; nothing to score")
         workdir = output / ".work" / run.dataset_name
-        ctx = ModelContext(model=run.model.name, dataset=run.dataset_name, fold=fold, classes=list(classes),
+        ctx = ModelContext(model=run.model.name, dataset=run.dataset_name, fold=fold,
+                           classes=list(protocol.model_classes),
                            config=copy.deepcopy(config), device=device, seed=seed, workdir=workdir,
                            texts=class_texts, progress=progress, unit_path=path)
         method = FixedNetwork(ctx, fixed_network[0]) if fixed_network else run.model.build(ctx)
@@ -251,7 +278,7 @@ def run_plan(run: RunPlan, *, output: str | Path = "runs", echo: Callable[[str],
                           unit=f"{run.run_name} on {run.dataset_name} fold {fold} seed {seed}", echo=echo,
                           config_hash=run.hash, **_training_files(path, config["train"]))
         fit_info = method.fit(train, monitor) or {}
-        logits = method.predict(test)
+        logits = protocol.scores(method.predict(test))
         metrics = compute_metrics(test.labels, logits)
         written = [str(p) for p in dict.fromkeys(ctx.written) if p.exists()]
         result = {
@@ -273,7 +300,7 @@ def run_plan(run: RunPlan, *, output: str | Path = "runs", echo: Callable[[str],
             "num_frames": data["num_frames"],
             "image_size": data["image_size"],
             "normalize": data["normalize"],
-            "augmentation": augmentation,
+            "augmentation": train.augmentation,
             "family": run.model.family,
             "temporal": run.model.is_temporal(config["model"]),
             "config_hash": run.hash,
@@ -292,6 +319,7 @@ def run_plan(run: RunPlan, *, output: str | Path = "runs", echo: Callable[[str],
             "wall_seconds": round(time.perf_counter() - start, 2),
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **({"files": written} if written else {}),
+            **protocol.record(),
         }
         if main_process:
             preds = predictions_csv([r.clip_id for r in test.records], test.labels, logits, list(classes))
@@ -306,7 +334,8 @@ def run_plan(run: RunPlan, *, output: str | Path = "runs", echo: Callable[[str],
     try:
         for fold in folds:
             for seed in config["protocol"]["seeds"]:
-                path = UnitKey(run.run_name, run.dataset_name, fold, seed, selection).path(output)
+                key = UnitKey(run.run_name, run.dataset_name, fold, seed, selection, protocol.protocol_dir)
+                path = key.path(output)
                 label = f"{run.run_name} on {run.dataset_name} fold {fold} seed {seed}"
                 status, found, lock = claim(path, run.hash, classes, skip_existing, echo) if main_process \
                     else (None, None, None)

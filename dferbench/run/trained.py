@@ -14,9 +14,10 @@ line naming the file.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from torch import nn
 
@@ -226,3 +227,24 @@ def open_checkpoint(path: str | Path, *, model: str | None = None, dataset: str 
     if info is not None:
         return _own(path, info, model, dataset, overrides, device)
     return _foreign(path, model or _foreign_reader(path), dataset, overrides, device)
+
+
+def checkpoint_plan(checkpoint: str | Path, *, model: str | None, dataset: str, overrides: Sequence[str] = (),
+                    folds: list[int] | None = None, device: str | None = None,
+                    echo: Callable[[str], None] = print) -> tuple[Any, tuple[nn.Module, list[str]]]:
+    """The run plan that scores ``checkpoint`` on the test split of ``dataset``'s ``folds``
+    (default: fold 1), and the ``(network, class texts)`` to give
+    :func:`dferbench.run.runner.run_plan` as ``fixed_network``. The file's clip settings
+    (frames, image size, normalisation) go over the model's preset for ``dataset``; a bad
+    setting stops in one line before the file is opened (:func:`check_settings`)."""
+    from dferbench.run import runner
+
+    check_settings(checkpoint, model=model, dataset=dataset, overrides=overrides, folds=folds or [1], device=device)
+    loaded = open_checkpoint(checkpoint, model=model, dataset=dataset, overrides=overrides)
+    info = loaded.info
+    echo(loaded.message)
+    fixed = [f"data.{key}={json.dumps(getattr(info, key))}" for key in ("num_frames", "image_size", "normalize")]
+    plan = runner.plan(info.model, dataset, overrides=fixed + list(overrides), folds=folds or [1], device=device,
+                       weights=False)  # the checkpoint holds the CLIP weights
+    plan.run_name = f"{info.model}[checkpoint={Path(checkpoint).name}]"
+    return plan, (loaded.network, info.class_texts)

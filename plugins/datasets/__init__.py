@@ -7,7 +7,8 @@ from typing import Any, Mapping
 from dferbench import DFEW_CLASSES, MAFW_CLASSES, Option, check_file, hookimpl
 
 # The label orders of DFER-CLIP's annotation files are registered (FERV39k's is DFEW's), so
-# that a checkpoint's classes can be named and checked without the data.
+# that a checkpoint's classes can be named and checked without the data. They are the
+# canonical emotion names (dferbench.EMOTIONS), so each dataset's emotions are its class names.
 
 # Option defaults join the run's [data] section; keep in sync with the factories' reads.
 FRAME_ORDER = Option("natural", "natural sorts digit runs as numbers (2.jpg < 10.jpg); plain sorts names as "

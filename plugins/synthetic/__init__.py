@@ -7,6 +7,9 @@ from typing import Any, Mapping
 
 from dferbench import DFEW_CLASSES, MAFW_CLASSES, Option, hookimpl
 
+# The class names are the canonical emotion names (dferbench.EMOTIONS), so each dataset's
+# emotions are its class names: synthetic and synthetic-wild in DFEW's order, synthetic-11 in MAFW's.
+
 CLIP_DIR = Path(__file__).parent / "clip"
 TINY_CLIP = "dferbench-tiny"
 """The embedded benchmark's CLIP architecture: ViT 4 x 128 at 64 px (``clip/dferbench-tiny.json``)."""
@@ -53,7 +56,7 @@ def dferbench_register_datasets(register):
     register("synthetic-11", _factory(11), options=_options(11), classes=MAFW_CLASSES, profile=PROFILE,
              description="Rendered face clips, 11 classes in MAFW order, 5 subject-independent folds")
     register("synthetic-wild", _factory(7, "synthetic-wild"), options=_options(7), classes=DFEW_CLASSES,
-             profile=PROFILE,
+             profile=PROFILE, presets_like="synthetic",
              description="A shifted domain of synthetic: other identities, wider head poses, darker coloured "
                          "light, more occlusion, noise and blur; 7 classes in DFEW order, 5 folds")
 

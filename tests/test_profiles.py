@@ -8,6 +8,7 @@ import pytest
 
 from dferbench import api, hookimpl
 from dferbench.errors import DferbenchError
+from dferbench.plugin import manager as plugins
 from dferbench.plugin.manager import pm
 from dferbench.run import runner
 
@@ -115,3 +116,42 @@ def test_the_fallback_for_an_unknown_dataset_is_each_models_default(toy_plugin):
     assert runner.FALLBACK_IMAGE_SIZE == 224
     with pytest.raises(DferbenchError, match="ViT-B-32-quickgelu pretrained='openai' are not on this machine"):
         runner.plan("linear-probe", "toy")  # HF_HUB_OFFLINE=1 in the tests, no cached weights
+
+
+def test_presets_like_takes_another_datasets_recipe_with_its_own_profile(lab_data):
+    """A variant of a benchmark (``presets_like``) runs with the model's preset for the
+    benchmark over its own profile; a model's preset for the variant itself wins; a
+    ``presets_like`` that names no other dataset is refused at registration."""
+    from conftest import ToyMethod, make_toy_dataset
+
+    class Variant:
+        @hookimpl
+        def dferbench_register_models(self, register):
+            register("lab-model", ToyMethod, options={"lr": 0.5, "fail_on_fold": 0},
+                     presets={"default": {"train": {"epochs": 9}}, "lab-data": {"train": {"epochs": 2}},
+                              "lab-own": {"train": {"epochs": 5}}})
+
+        @hookimpl
+        def dferbench_register_datasets(self, register):
+            for name in ("lab-variant", "lab-own"):
+                register(name, make_toy_dataset, options={"clips_per_fold": 4}, presets_like="lab-data",
+                         profile={"data": {"num_frames": 3, "normalize": "none", "image_size": 8}})
+
+    class Itself:
+        @hookimpl
+        def dferbench_register_datasets(self, register):
+            register("lab-self", make_toy_dataset, presets_like="lab-self")
+
+    pm.register(Variant(), name="undo-variant")
+    pm.register(Itself(), name="undo-itself")
+    try:
+        with pytest.warns(UserWarning, match="presets_like must name another dataset, got 'lab-self'"):
+            assert "lab-self" not in plugins.datasets() and "lab-variant" in plugins.datasets()
+        variant = runner.plan("lab-model", "lab-variant").config
+        assert variant["train"]["epochs"] == 2 and variant["data"]["num_frames"] == 3  # lab-data's recipe, own profile
+        assert runner.plan("lab-model", "lab-own").config["train"]["epochs"] == 5
+        assert runner.plan("lab-model", "lab-data").config["data"]["num_frames"] == 4
+        assert "lab-model" in api.models_for("lab-variant")
+    finally:
+        pm.unregister(name="undo-variant")
+        pm.unregister(name="undo-itself")

@@ -16,8 +16,8 @@ def _names(text: str | None) -> list[str] | None:
 @cli.command()
 @click.option("--model", "-m",
               help="Model name (see `dferbench list models`), `all`, or `suite:NAME` (see `dferbench list suites`); "
-              "with --checkpoint, the model of a file that is not a dferbench checkpoint (default: the one registered model "
-              "that reads such files).")
+              "with --checkpoint, the model of a file that is not a dferbench checkpoint (default: the one "
+              "registered model that reads such files).")
 @click.option("--checkpoint", "-c", type=click.Path(dir_okay=False),
               help="Score this trained network instead of training (a dferbench .checkpoint.safetensors, or the "
               "DFER-CLIP authors' .pth); folds default to 1.")

@@ -127,8 +127,9 @@ def plan(model_name: str, dataset_name: str, *, config_file: str | Path | None =
     """Validate names and settings (and, with ``weights``, that the CLIP weights are here or
     downloadable); raise :class:`DferbenchError` before any work.
 
-    ``preset_dataset``: take the model's preset for that dataset instead of
-    ``dataset_name``'s (a model trained on one dataset and tested on another)."""
+    ``preset_dataset``: start from what a run on that dataset starts from (the model's
+    preset for it and its profile, :func:`preset_for`) instead of ``dataset_name``'s (a
+    model trained on one dataset and tested on another)."""
     model = plugins.get("model", model_name)
     dataset = plugins.get("dataset", dataset_name)
     source = plugins.get("dataset", preset_dataset) if preset_dataset else dataset

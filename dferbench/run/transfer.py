@@ -129,8 +129,7 @@ class Transfer(Standard):
 def train_data(train_dataset: str, config: cfg.Config, overrides: Sequence[str]) -> tuple[cfg.Config, cfg.Spec]:
     """TRAIN's ``[data]`` section (as a config of that one section) and its options: TRAIN's
     registered option defaults, the run's clip settings, then ``overrides`` (``data.KEY=VALUE`` only)."""
-    reg = plugins.get("dataset", train_dataset)
-    spec = {"data": cfg.extend(cfg.CORE_OPTIONS, "data", reg.options, f"dataset {reg.name!r} ({reg.plugin!r})")["data"]}
+    spec = {"data": runner.dataset_spec(plugins.get("dataset", train_dataset))["data"]}
     data = cfg.defaults(spec)
     data["data"].update({k: v for k, v in config["data"].items() if k in cfg.CORE_OPTIONS["data"]})
     for text in overrides:

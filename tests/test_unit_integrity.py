@@ -277,6 +277,18 @@ def test_a_checkpoint_lands_next_to_the_result_and_is_said(tmp_path):
     assert not list(tmp_path.rglob(".work/**/checkpoints"))
 
 
+def test_a_skipped_unit_says_what_it_did_not_do(tmp_path):
+    tiny = ["model.clip_model=dferbench-test-tiny", "model.pretrained=", "data.image_size=32", "data.num_frames=2",
+            "data.num_clips=35", "train.epochs=1", "train.batch_size=8"]
+    api.run("dferclip", "synthetic", output=tmp_path, folds=[1], overrides=tiny, echo=lambda m: None)
+    messages = []
+    api.run("dferclip", "synthetic", output=tmp_path, folds=[1], overrides=tiny + ["model.save_checkpoint=true"],
+            echo=messages.append)
+    skip = next(m for m in messages if m.startswith("skip"))
+    assert "made without model.save_checkpoint=true: --rerun" in skip
+    assert not list(tmp_path.rglob("*.checkpoint.safetensors"))
+
+
 def test_committed_results_keep_their_run_names_and_config_hashes():
     """Declaring options (execution settings, files) must not rename a committed row or change
     its hash: CI regenerates results/ and compares the leaderboards byte for byte."""

@@ -46,7 +46,7 @@ def predict(inputs, checkpoint, output, dataset, model, overrides, face_detector
     shorter than a window) is one line in the table; the others still run. Exit status 1
     when an input failed, 2 when the checkpoint or a setting is wrong.
     Examples:
-      dferbench predict interview.mp4 -c runs/synthetic/dferclip-save_checkpoint-True/fold1-seed1.checkpoint.safetensors
+      dferbench predict interview.mp4 -c runs/synthetic/dferclip/fold1-seed1.checkpoint.safetensors
       dferbench predict clips/ -c DFEW_set_1_model_best.pth --dataset dfew --video -o predictions
       dferbench predict frames/ -c model.checkpoint.safetensors --face-detector none --window 0 --fps 30
     """

@@ -388,6 +388,21 @@ def identity(config: Config, spec: Spec | None = None) -> dict[str, Any]:
     return out
 
 
+def switched_on(config: Config, previous: Mapping[str, Any], spec: Spec | None = None) -> list[str]:
+    """The true/false execution settings ``config`` turns on that ``previous`` (the config a
+    finished result was made with) had off: what a skipped unit would not do, such as
+    saving a checkpoint."""
+    spec = _spec(config, spec)
+    found = []
+    for section, values in config.items():
+        for key, value in values.items():
+            option = spec[section].get(key)
+            if option is not None and option.execution and value is True \
+                    and previous.get(section, {}).get(key, option.default) is not True:
+                found.append(f"{section}.{key}")
+    return found
+
+
 def config_hash(config: Config, spec: Spec | None = None) -> str:
     """A short hash of everything that can change a unit's numbers."""
     blob = json.dumps(identity(config, spec), sort_keys=True, separators=(",", ":"))

@@ -342,7 +342,10 @@ def run_plan(run: RunPlan, *, output: str | Path = "runs", echo: Callable[[str],
                     else (None, None, None)
                 status, found = dist.broadcast_object((status, found))  # every rank takes the same path
                 if status == "done":
-                    echo(f"skip  {label}: result exists ({path})")
+                    missed = cfg.switched_on(config, found.get("config", {}), run.spec)
+                    echo(f"skip  {label}: result exists ({path})" + (
+                        f"; it was made without {', '.join(k + '=true' for k in missed)}: --rerun to run it again"
+                        if missed else ""))
                     results.append(found)
                     continue
                 if status == "busy":

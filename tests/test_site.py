@@ -144,8 +144,8 @@ def test_odd_run_names_are_escaped_and_get_their_own_pages(results, tmp_path):
 
 
 def test_reported_rows_are_a_separate_unranked_group(results):
-    index = render_site(results)["index.html"].decode()
-    reproduced, reported = index.split('<tbody class="reproduced">')[1].split('<tbody class="reported">')
+    dfew = render_site(results)["index.html"].decode().split('id="dfew"')[1].split("</section>")[0]
+    reproduced, reported = dfew.split('<tbody class="reproduced">')[1].split('<tbody class="reported">')
     assert "DFER-CLIP" not in reproduced and "m1" not in reported
     dfer = next(row for row in reported.split("<tr")[1:] if "DFER-CLIP" in row)
     cells = re.findall(r'<t[hd][^>]*data-sort="([^"]*)"', dfer)
@@ -166,10 +166,29 @@ def test_rows_come_from_aggregate_and_their_extra_keys_become_columns(results, m
     monkeypatch.setattr(build, "aggregate", with_statistics)
     index = render_site(results)["index.html"].decode()
     headers = re.findall(r"<th scope=\"col\"[^>]*><button type=\"button\">([^<]*)</button>", index)
-    assert headers[:10] == ["#", "method", "family", "temporal model", "UAR", "WAR", "UAR 95% CI",
-                            "not worse than best", "rank interval", "backbone"]
+    # the Markdown leaderboard's order: each interval after its mean, the comparison with the best, the ranks
+    assert headers[:13] == ["#", "method", "UAR", "UAR 95% CI", "WAR", "vs best (UAR)", "rank (95%)", "folds",
+                            "seeds", "selection", "family", "temporal model", "backbone"]
     m1 = next(row for row in index.split("<tr")[1:] if ">m1</a>" in row and "last_epoch" in row)
-    assert "52.00 ± 2.83" in m1 and "[49.50, 54.50]" in m1 and ">yes<" in m1 and "[1, 3]" in m1 and "ViT-B/32" in m1
+    assert "52.00 ± 2.83" in m1 and "[49.50, 54.50]" in m1 and ">yes<" in m1 and ">1-3<" in m1 and "ViT-B/32" in m1
+
+
+def test_a_dataset_with_only_reported_rows_gets_a_section_without_empty_columns(tmp_path):
+    root = tmp_path / "results"
+    write_unit(root, "m1", 1, 1, 50.0, 60.0)  # dfew has results; mafw and ferv39k only reported numbers
+    files = render_site(root)
+    index = files["index.html"].decode()
+    sections = dict(re.findall(r'<section class="dataset" id="([^"]+)"(.*?)</section>', index, re.S))
+    assert set(sections) == {"dfew", "ferv39k", "mafw"}
+    mafw = sections["mafw"]
+    headers = re.findall(r"<th scope=\"col\"[^>]*><button type=\"button\">([^<]*)</button>", mafw)
+    assert headers == ["#", "method", "UAR", "WAR", "selection", "backbone", "modality"]
+    assert "39.89" in mafw and "None reproduced here yet" in mafw and "-d mafw --set data.root=" in mafw
+    assert "None reproduced" not in sections["dfew"] and "input" in sections["dfew"]
+    assert "-d mafw --set data.root=" in files["mafw/index.html"].decode()
+    assert render_site(root, ["mafw"])["index.html"].count('<section class="dataset"'.encode()) == 1
+    with pytest.raises(DferbenchError, match="unknown dataset"):
+        render_site(root, ["mafv"])
 
 
 def test_row_page_shows_units_recall_confusion_curves_config_and_provenance(results):

@@ -201,6 +201,25 @@ def test_lock_rules(tmp_path):
     assert locks.stale_reason(path, locks.read_lock(path)) is None
 
 
+
+def test_a_lock_taken_just_before_ctrl_c_is_removed_at_exit(tmp_path):
+    # Ctrl-C can land after a lock is taken and before its unit's `with` block starts
+    path = tmp_path / "fold2-seed1.lock"
+    other = json.dumps({"host": "elsewhere", "pid": 1, "started": "now"})
+
+    def interrupted(then: str = "") -> str:
+        code = (f"from pathlib import Path; from dferbench.run import locks\n"
+                f"lock = locks.acquire(Path({str(path)!r}))\nassert lock.path.exists()\n{then}\n"
+                "raise KeyboardInterrupt\n")
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stderr
+
+    said = interrupted()
+    assert "KeyboardInterrupt" in said and "AssertionError" not in said
+    assert not path.exists()
+    interrupted(f"lock.path.write_text({other!r})")  # broken as stale and taken by another run meanwhile
+    assert path.read_text() == other  # that run's lock stays
+
+
 # ----------------------------------------------------------------- disks and modes
 
 

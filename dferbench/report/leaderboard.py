@@ -100,6 +100,18 @@ def published_rows(dataset: str | None = None) -> list[dict[str, Any]]:
     return [e for e in entries if dataset is None or e["dataset"] == dataset]
 
 
+def board_datasets(results_dir: Path, datasets: list[str] | None = None, out_dir: Path | None = None) -> list[str]:
+    """The datasets a leaderboard (or the site) shows: ``datasets``, each checked to have results under
+    ``results_dir`` or reported numbers, else every dataset that has either."""
+    found = known_datasets(results_dir, out_dir)
+    reported = sorted({e["dataset"] for e in published_rows()})
+    for name in datasets or []:
+        if name not in found and name not in reported:
+            raise DferbenchError(f"{unknown_name('dataset', name, set(found) | set(reported))} (the datasets with "
+                                 f"results under {results_dir} or with reported numbers)")
+    return datasets or sorted(set(found) | set(reported))
+
+
 def known_datasets(results_dir: Path, out_dir: Path | None = None) -> list[str]:
     """Folders of ``results_dir`` that hold result files (never ``out_dir``, when it lies inside)."""
     root = Path(results_dir)
@@ -148,13 +160,7 @@ def build(results_dir: Path, out_dir: Path, datasets: list[str] | None = None, *
     when ``echo`` (a callable taking one line) is told about each and how many were skipped.
     """
     results_dir, out_dir = Path(results_dir), Path(out_dir)
-    found = known_datasets(results_dir, out_dir)
-    reported = sorted({e["dataset"] for e in published_rows()})
-    for name in datasets or []:
-        if name not in found and name not in reported:
-            raise DferbenchError(f"{unknown_name('dataset', name, set(found) | set(reported))} (the datasets with "
-                                 f"results under {results_dir} or with reported numbers)")
-    names = datasets or sorted(set(found) | set(reported))
+    names = board_datasets(results_dir, datasets, out_dir)
     invalid = [i for name in names for protocol in PROTOCOL_GLOBS
                for i in inputs.read_results(results_dir, name, protocol)[1]]
     if invalid and not skip_invalid:

@@ -18,6 +18,11 @@ SELECTION = ("the checkpoint-selection policy: `best_on_test` picks the epoch by
              "other.")
 
 
+def add_row_command(dataset: str) -> str:
+    """The command that produces a first reproduced row of ``dataset``."""
+    return f"dferbench run -m dferclip -d {dataset} --set data.root=/path/to/{dataset}"
+
+
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     from tabulate import tabulate
 
@@ -37,7 +42,8 @@ def _versus(row: dict[str, Any]) -> str:
     return f"{mark} ({_p(p)})" if p is not None else mark
 
 
-def _ranks(interval: Any) -> str:
+def rank_text(interval: Any) -> str:
+    """A rank interval as the leaderboards print it: "5-10", or "3" when it is one rank."""
     if interval is None:
         return "-"
     low, high = interval
@@ -70,7 +76,7 @@ def _main_table(rows: list[dict[str, Any]], image: Image | None) -> list[str]:
         rank[r["selection"]] = rank.get(r["selection"], 0) + 1
         table.append([str(rank[r["selection"]]), f"[{r['run_name']}]({image(r)})" if image else r["run_name"],
                       r["uar_text"], _interval(r["uar_ci"]), r["war_text"], _interval(r["war_ci"]), _versus(r),
-                      _ranks(r["rank_interval"]), f"{len(r['folds'])} x {len(r['seeds'])}", r["selection"],
+                      rank_text(r["rank_interval"]), f"{len(r['folds'])} x {len(r['seeds'])}", r["selection"],
                       r["family"] or "-", "yes" if r["temporal"] else "no"])
     lines = _table(["#", "method", "UAR", "UAR 95% CI", "WAR", "WAR 95% CI", "vs best (UAR)", "rank (95%)",
                     "folds x seeds", "selection", "family", "temporal model"], table)
@@ -183,7 +189,7 @@ def page(dataset: str, rows: list[dict[str, Any]], reported: list[dict[str, Any]
         lines += _legend(image) + _main_table(rows, image) + _details(rows) + _against_reported(rows, reported)
     else:
         lines += [f"None has been produced here yet. To add a row: get the data (docs/datasets.md says where and "
-                  f"how), run `dferbench run -m dferclip -d {dataset} --set data.root=/path/to/{dataset}`, then "
+                  f"how), run `{add_row_command(dataset)}`, then "
                   "`dferbench leaderboard`.", ""]
     if reported:
         lines += _reported(reported)

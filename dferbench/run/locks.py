@@ -6,11 +6,14 @@ unit ends, however it ends. The lock is JSON: ``host``, ``pid``, ``started`` (UT
 8601) and ``command``; while the unit runs, a thread touches the file every
 :data:`HEARTBEAT_S` seconds. A lock left by a run that died is stale and is broken, with
 a message: its process is gone (same host), or its heartbeat stopped more than
-:data:`STALE_AFTER_S` seconds ago (any host: a preempted job on another node).
+:data:`STALE_AFTER_S` seconds ago (any host: a preempted job on another node). A lock
+still held when the process exits (Ctrl-C or SIGTERM between taking a lock and starting
+its unit) is removed then.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import socket
@@ -24,6 +27,21 @@ from typing import Any, Callable
 HEARTBEAT_S = 60.0
 STALE_AFTER_S = 600.0
 UNREADABLE_GRACE_S = 30.0  # a lock being written is empty for an instant; one that stays so is stale
+_HELD: dict[Path, dict[str, Any]] = {}  # this process's locks, by path
+
+
+def _remove(path: Path, holder: dict[str, Any]) -> None:
+    """Remove the lock at ``path`` if it is still ``holder``'s (not broken as stale by another run)."""
+    _HELD.pop(path, None)
+    if read_lock(path) == holder:
+        path.unlink(missing_ok=True)
+
+
+@atexit.register
+def _release_held() -> None:
+    for path, holder in list(_HELD.items()):
+        if holder["pid"] == os.getpid():  # not in a forked child
+            _remove(path, holder)
 
 
 def read_lock(path: Path) -> dict[str, Any] | None:
@@ -100,8 +118,7 @@ class UnitLock:
     def release(self) -> None:
         self._stop.set()
         self._thread.join()
-        if read_lock(self.path) == self.holder:  # still ours (not broken as stale by another run)
-            self.path.unlink(missing_ok=True)
+        _remove(self.path, self.holder)
 
     def __enter__(self) -> UnitLock:
         return self
@@ -131,7 +148,13 @@ def acquire(path: Path, *, echo: Callable[[str], None] = print, heartbeat: float
             if _break(path, current):
                 echo(f"note  broke the stale lock {path} ({reason})")
             continue
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(holder, f)
+        _HELD[path] = holder
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(holder, f)
+        except BaseException:
+            _HELD.pop(path, None)
+            path.unlink(missing_ok=True)
+            raise
         return UnitLock(path, holder, heartbeat)
     return None

@@ -31,7 +31,8 @@ from urllib.parse import quote
 import numpy as np
 
 from dferbench.errors import DferbenchError
-from dferbench.report.leaderboard import _slug, aggregate, known_datasets, published_rows
+from dferbench.report.leaderboard import _slug, aggregate, board_datasets, published_rows
+from dferbench.report.markdown import add_row_command, rank_text
 from dferbench.report.site.charts import heat_style, line_chart
 from dferbench.run.results import iter_results
 
@@ -42,9 +43,12 @@ GENERATOR = '<meta name="generator" content="dferbench site">'  # marks a folder
 # Row keys the fixed columns show (or that are not one value per row); any other key becomes a column.
 SHOWN = {"run_name", "model", "variant", "family", "temporal", "selection", "uar", "uar_text", "war", "war_text",
          "folds", "seeds", "confusion", "classes", "config_hash", "num_frames", "size", "normalize", "precision", "units"}
-# Columns the statistics add, in this order and with these labels; other extra keys follow alphabetically.
-STATS = {"uar_ci": "UAR 95% CI", "war_ci": "WAR 95% CI", "not_worse_than_best": "not worse than best",
-         "rank_interval": "rank interval"}
+# Columns after UAR and WAR, in the Markdown leaderboard's order and with its labels; other extra keys
+# follow alphabetically.
+STATS = {"uar_ci": "UAR 95% CI", "war_ci": "WAR 95% CI", "not_worse_than_best": "vs best (UAR)",
+         "holm_p_vs_best": "Holm p vs best", "rank_interval": "rank (95%)"}
+# What a reported row says that a reproduced one may not: shown whenever any row has it.
+REPORTED = ("backbone", "modality")
 FILTERS = {"family": "family", "temporal": "temporal model", "selection": "selection", "precision": "precision",
            "source": "reproduced / reported"}
 
@@ -94,22 +98,37 @@ def _cellable(value: Any) -> bool:
     return value is None or isinstance(value, (bool, int, float, str, np.generic)) or _is_interval(value)
 
 
-def columns(rows: list[dict[str, Any]]) -> list[Column]:
-    """The index table's columns for ``rows``: the Markdown leaderboard's, then any extra row keys."""
+def columns(rows: list[dict[str, Any]], reported: list[Mapping[str, Any]] = ()) -> list[Column]:
+    """The index table's columns: the Markdown leaderboard's, then any extra key of ``rows`` and the
+    ``REPORTED`` keys any row or ``reported`` entry has."""
     extra = sorted({k for r in rows for k in r if k not in SHOWN and not k.startswith("_")},
                    key=lambda k: (list(STATS).index(k) if k in STATS else len(STATS), k))
     extra = [k for k in extra if all(_cellable(r.get(k)) for r in rows)]
+    extra += [k for k in REPORTED if k not in extra and any(k in e for e in reported)]
     numeric = {k for k in extra if any(_is_number(r.get(k)) or _is_interval(r.get(k)) for r in rows)}
-    return [Column("rank", "#", True), Column("method", "method"), Column("family", "family"),
-            Column("temporal", "temporal model"), Column("uar", "UAR", True), Column("war", "WAR", True),
-            *[Column(k, STATS.get(k, k.replace("_", " ")), k in numeric) for k in extra],
+    stats = [Column(k, STATS[k], k in numeric) for k in STATS if k in extra]
+    after = ("uar_ci", "war_ci")
+    return [Column("rank", "#", True), Column("method", "method"),
+            Column("uar", "UAR", True), *[c for c in stats if c.key == "uar_ci"],
+            Column("war", "WAR", True), *[c for c in stats if c.key == "war_ci"],
+            *[c for c in stats if c.key not in after],
             Column("folds", "folds", True), Column("seeds", "seeds", True), Column("selection", "selection"),
+            Column("family", "family"), Column("temporal", "temporal model"),
+            *[Column(k, k.replace("_", " "), k in numeric) for k in extra if k not in STATS],
             Column("input", "input"), Column("normalize", "normalize"), Column("precision", "precision"),
             Column("config_hash", "config hash")]
 
 
+def _filled(cols: list[Column], table: list[dict[str, Any]]) -> list[Column]:
+    """``cols`` less those no row of ``table`` has a value in (a table of reported rows only has few)."""
+    core = {"rank", "method", "uar", "war"}
+    return [c for c in cols if c.key in core or any(r["cells"].get(c.key, Cell("-")).text != "-" for r in table)]
+
+
 def _reproduced_cells(row: dict[str, Any], rank: int, href: str) -> dict[str, Cell]:
     cells = {k: _fmt(row[k]) for k in row if k not in SHOWN and _cellable(row[k])}
+    if row.get("rank_interval") is not None:
+        cells["rank_interval"] = Cell(rank_text(row["rank_interval"]), f"{int(row['rank_interval'][0]):06d}")
     cells.update(
         rank=Cell(str(rank), str(rank)), method=Cell(row["run_name"], row["run_name"], href),
         family=_fmt(row["family"]), temporal=_fmt(bool(row["temporal"])),
@@ -198,7 +217,7 @@ class Site:
                                undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                                keep_trailing_newline=True)
         self.files: dict[str, bytes] = {name: (HERE / "static" / name).read_bytes() for name in STATIC}
-        sections = [self._dataset(name) for name in datasets or known_datasets(self.results_dir)]
+        sections = [self._dataset(name) for name in board_datasets(self.results_dir, datasets)]
         self._page("index.html", "index.html", root="", title="Leaderboards", sections=sections)
 
     def _page(self, path: str, template: str, **context: Any) -> None:
@@ -216,14 +235,16 @@ class Site:
             cells = _reproduced_cells(row, by_selection[row["selection"]], href + quote(names[id(row)]))
             table.append({"cells": cells, "source": "reproduced"})
             self._row_page(dataset, row, names[id(row)], cells)
-        reported = [{"cells": _reported_cells(e), "source": "reported"} for e in published_rows(dataset)]
+        published = published_rows(dataset)
+        reported = [{"cells": _reported_cells(e), "source": "reported"} for e in published]
         for r in table + reported:
             r["filters"] = {k: r["source"] if k == "source" else _filter_value(r["cells"], k) for k in FILTERS}
         filters = [{"key": key, "label": label, "options": options} for key, label in FILTERS.items()
                    if (options := sorted({r["filters"][key] for r in table + reported} - {""}))]
         section = {"name": dataset, "anchor": _anchor(dataset), "href": href + "index.html",
-                   "columns": columns(rows), "rows": table, "reported": reported, "filters": filters,
-                   "n_units": len(units), "classes": units[0]["classes"] if units else []}
+                   "columns": _filled(columns(rows, published), table + reported), "rows": table, "reported": reported, "filters": filters,
+                   "n_units": len(units), "classes": units[0]["classes"] if units else [],
+                   "add_row": add_row_command(dataset)}
         self._dataset_page(dataset, units, rows, names)
         return section
 
@@ -284,7 +305,7 @@ class Site:
         notes = _agreed(units, "dataset_notes") if units else []
         self._page(f"{dataset}/index.html", "dataset.html", root="../", title=f"Dataset {dataset}", dataset=dataset,
                    anchor=_anchor(dataset), class_lists=class_lists, folds=folds, notes=[n for n in notes if n[1]],
-                   text=_text,
+                   text=_text, add_row=add_row_command(dataset),
                    rows=[{"name": r["run_name"], "selection": r["selection"], "uar": r["uar_text"],
                           "href": quote(names[id(r)])} for r in rows])
 

@@ -127,6 +127,9 @@ def _filled(cols: list[Column], table: list[dict[str, Any]]) -> list[Column]:
 
 def _reproduced_cells(row: dict[str, Any], rank: int, href: str) -> dict[str, Cell]:
     cells = {k: _fmt(row[k]) for k in row if k not in SHOWN and _cellable(row[k])}
+    if row.get("holm_p_vs_best") is not None:  # three decimals, as the Markdown leaderboard: 0.009 is no 0.01
+        p = float(row["holm_p_vs_best"])
+        cells["holm_p_vs_best"] = Cell("< 0.001" if p < 0.001 else f"{p:.3f}", f"{p:.6f}")
     if row.get("rank_interval") is not None:
         cells["rank_interval"] = Cell(rank_text(row["rank_interval"]), f"{int(row['rank_interval'][0]):06d}")
     cells.update(
@@ -218,6 +221,7 @@ class Site:
                                keep_trailing_newline=True)
         self.files: dict[str, bytes] = {name: (HERE / "static" / name).read_bytes() for name in STATIC}
         sections = [self._dataset(name) for name in board_datasets(self.results_dir, datasets)]
+        sections.sort(key=lambda section: not section["rows"])  # what was produced here first
         self._page("index.html", "index.html", root="", title="Leaderboards", sections=sections)
 
     def _page(self, path: str, template: str, **context: Any) -> None:
@@ -235,7 +239,7 @@ class Site:
             cells = _reproduced_cells(row, by_selection[row["selection"]], href + quote(names[id(row)]))
             table.append({"cells": cells, "source": "reproduced"})
             self._row_page(dataset, row, names[id(row)], cells)
-        published = published_rows(dataset)
+        published = sorted(published_rows(dataset), key=lambda e: (-e["uar"], e["method"]))  # as the Markdown page
         reported = [{"cells": _reported_cells(e), "source": "reported"} for e in published]
         for r in table + reported:
             r["filters"] = {k: r["source"] if k == "source" else _filter_value(r["cells"], k) for k in FILTERS}

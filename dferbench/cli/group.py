@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any, Callable
 
 import click
 
@@ -23,6 +24,23 @@ def ints(text: str | None, option: str) -> list[int] | None:
         return [int(t) for t in parts]
     except ValueError:
         raise DferbenchError(f"{option} expects comma-separated integers like 1,2,3, got {text!r}") from None
+
+
+def unit_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of every command that runs (fold, seed) units: settings, units, output, device."""
+    options = [
+        click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file overriding the preset."),
+        click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+                     help="Override one setting, e.g. --set train.epochs=5 (repeatable)."),
+        click.option("--folds", help="Comma-separated folds (default: every fold)."),
+        click.option("--seeds", help="Comma-separated seeds (default: the preset's)."),
+        click.option("--output", "-o", default="runs", show_default=True, type=click.Path(file_okay=False),
+                     help="Directory for result files."),
+        click.option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 def _fail(message: str, exit_code: int, exc: BaseException) -> click.ClickException:

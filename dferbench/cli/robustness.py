@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from dferbench.cli.group import cli, ints
+from dferbench.cli.group import cli, ints, unit_options
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -26,14 +26,7 @@ def _names(text: str | None) -> list[str] | None:
 @click.option("--severities", help="Comma-separated severities of 1-5 (default: all five; the mCE needs all five).")
 @click.option("--corruption-seed", default=0, show_default=True,
               help="Seed of the corruptions' random draws, the same for every model and unit seed.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file overriding the preset.")
-@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="Override one setting, e.g. --set train.epochs=5 (repeatable).")
-@click.option("--folds", help="Comma-separated folds (default: every fold).")
-@click.option("--seeds", help="Comma-separated seeds (default: the preset's).")
-@click.option("--output", "-o", default="runs", show_default=True, type=click.Path(file_okay=False),
-              help="Directory for result files.")
-@click.option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available).")
+@unit_options
 @click.option("--rerun", is_flag=True, help="Run every cell again even when its result exists.")
 @click.option("--baseline", default="zeroshot-clip[text=descriptors]", show_default=True,
               help="Run name whose errors normalise the mCE (when its results are in --output).")

@@ -6,21 +6,14 @@ from pathlib import Path
 
 import click
 
-from dferbench.cli.group import cli, ints
+from dferbench.cli.group import cli, ints, unit_options
 
 
 @cli.command()
 @click.option("--model", "-m", required=True,
               help="Model name (see `dferbench list models`), `all`, or `suite:NAME` (see `dferbench list suites`).")
 @click.option("--dataset", "-d", required=True, help="Dataset name (see `dferbench list datasets`).")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file overriding the preset.")
-@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="Override one setting, e.g. --set train.epochs=5 (repeatable).")
-@click.option("--folds", help="Comma-separated folds to run (default: every fold).")
-@click.option("--seeds", help="Comma-separated seeds (default: the preset's).")
-@click.option("--output", "-o", default="runs", show_default=True, type=click.Path(file_okay=False),
-              help="Directory for result files.")
-@click.option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available).")
+@unit_options
 @click.option("--rerun", is_flag=True, help="Run units again even when their result exists.")
 @click.option("--leaderboard/--no-leaderboard", "show", default=True, help="Print the leaderboard at the end.")
 @click.option("--train-dataset", help="Train on this dataset instead (its preset) and test on DATASET over the "

@@ -347,14 +347,19 @@ def test_every_face_gets_a_track(tmp_path, scorer):
     assert main.boxes[:, 2].max() <= SIZE + 10 and other.boxes[:, 0].min() >= SIZE - 10  # left is the larger face
 
 
-def test_bad_inputs_fail_one_line_each_and_the_others_run(tmp_path, astronaut_mp4, scorer):
-    garbage = tmp_path / "garbage.mp4"
+def bad_videos(folder: Path) -> list[Path]:
+    """A missing file, a file of random bytes, a video without a face and one of 0.5 s, in ``folder``."""
+    garbage = folder / "garbage.mp4"
     garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
-    grey = tmp_path / "grey.mp4"
+    grey = folder / "grey.mp4"
     write_mp4(grey, np.full((24, 64, 64, 3), 128, np.uint8), FPS)
-    short = tmp_path / "short.mp4"
-    write_mp4(short, astronaut_frames()[:6], FPS)  # 0.5 s
-    inputs = [tmp_path / "missing.mp4", garbage, grey, short, astronaut_mp4]
+    short = folder / "short.mp4"
+    write_mp4(short, astronaut_frames()[:6], FPS)
+    return [folder / "missing.mp4", garbage, grey, short]
+
+
+def test_bad_inputs_fail_one_line_each_and_the_others_run(tmp_path, astronaut_mp4, scorer):
+    inputs = [*bad_videos(tmp_path), astronaut_mp4]
     lines = []
     results = predict_videos(inputs, scorer, HaarDetector(), window_s=1.0, output_dir=tmp_path / "out",
                              echo=lines.append)

@@ -19,7 +19,7 @@ from dferbench.predict.scorer import ModuleScorer
 from dferbench_plugins.faces.haar import HaarDetector
 from dferbench_plugins.synthetic.render import DFEW_CLASSES, SyntheticReader, make_synthetic_dataset
 
-from test_predict import FPS, astronaut_frames, astronaut_mp4  # noqa: F401  (a fixture)
+from test_predict import FPS, astronaut_frames, astronaut_mp4, bad_videos  # noqa: F401  (a fixture)
 
 
 def _invoke(args: list[str]):
@@ -90,13 +90,7 @@ def test_cli_a_wrong_checkpoint_or_setting_is_one_line(tmp_path, astronaut_mp4, 
 
 
 def test_cli_bad_inputs_are_one_line_each_and_exit_1(tmp_path, astronaut_mp4, authors_pth):
-    garbage = tmp_path / "garbage.mp4"
-    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
-    grey = tmp_path / "grey.mp4"
-    write_mp4(grey, np.full((24, 64, 64, 3), 128, np.uint8), FPS)
-    short = tmp_path / "short.mp4"
-    write_mp4(short, astronaut_frames()[:6], FPS)
-    inputs = [tmp_path / "missing.mp4", garbage, grey, short, astronaut_mp4]
+    inputs = [*bad_videos(tmp_path), astronaut_mp4]
     res = _invoke([*inputs, "-c", authors_pth, "-d", "dfew", *TINY, "--window", 1, "-o", tmp_path / "out"])
     assert res.exit_code == 1, res.output
     errors = [line for line in res.output.splitlines() if line.startswith("error: ")]

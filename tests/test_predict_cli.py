@@ -13,13 +13,12 @@ import pytest
 import torch
 
 from dferbench.data.loader import ClipSet
-from dferbench.predict.demo import write_mp4
 from dferbench.predict.pipeline import predict_videos
 from dferbench.predict.scorer import ModuleScorer
 from dferbench_plugins.faces.haar import HaarDetector
 from dferbench_plugins.synthetic.render import DFEW_CLASSES, SyntheticReader, make_synthetic_dataset
 
-from test_predict import FPS, astronaut_frames, astronaut_mp4, bad_videos  # noqa: F401  (a fixture)
+from test_predict import astronaut_mp4, bad_videos  # noqa: F401  (a fixture)
 
 
 def _invoke(args: list[str]):

@@ -106,12 +106,13 @@ def columns(rows: list[dict[str, Any]], reported: list[Mapping[str, Any]] = ()) 
     extra = [k for k in extra if all(_cellable(r.get(k)) for r in rows)]
     extra += [k for k in REPORTED if k not in extra and any(k in e for e in reported)]
     numeric = {k for k in extra if any(_is_number(r.get(k)) or _is_interval(r.get(k)) for r in rows)}
-    stats = [Column(k, STATS[k], k in numeric) for k in STATS if k in extra]
-    after = ("uar_ci", "war_ci")
-    return [Column("rank", "#", True), Column("method", "method"),
-            Column("uar", "UAR", True), *[c for c in stats if c.key == "uar_ci"],
-            Column("war", "WAR", True), *[c for c in stats if c.key == "war_ci"],
-            *[c for c in stats if c.key not in after],
+    stats = {k: Column(k, label, k in numeric) for k, label in STATS.items() if k in extra}
+
+    def of(*keys: str) -> list[Column]:
+        return [stats[k] for k in keys if k in stats]
+
+    return [Column("rank", "#", True), Column("method", "method"), Column("uar", "UAR", True), *of("uar_ci"),
+            Column("war", "WAR", True), *of("war_ci"), *of("not_worse_than_best", "holm_p_vs_best", "rank_interval"),
             Column("folds", "folds", True), Column("seeds", "seeds", True), Column("selection", "selection"),
             Column("family", "family"), Column("temporal", "temporal model"),
             *[Column(k, k.replace("_", " "), k in numeric) for k in extra if k not in STATS],
@@ -246,7 +247,8 @@ class Site:
         filters = [{"key": key, "label": label, "options": options} for key, label in FILTERS.items()
                    if (options := sorted({r["filters"][key] for r in table + reported} - {""}))]
         section = {"name": dataset, "anchor": _anchor(dataset), "href": href + "index.html",
-                   "columns": _filled(columns(rows, published), table + reported), "rows": table, "reported": reported, "filters": filters,
+                   "columns": _filled(columns(rows, published), table + reported), "rows": table,
+                   "reported": reported, "filters": filters,
                    "n_units": len(units), "classes": units[0]["classes"] if units else [],
                    "add_row": add_row_command(dataset)}
         self._dataset_page(dataset, units, rows, names)

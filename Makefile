@@ -24,11 +24,9 @@ run: venv
 	$(BIN)/dferbench leaderboard --results runs/default --out runs/default/leaderboards --dataset synthetic
 	cat runs/default/leaderboards/synthetic.md
 
-## Regenerate the committed synthetic results and leaderboards, robustness and transfer included (one torch thread: reproducible, see tests/test_reproduce_results.py).
+## Regenerate the committed synthetic results and leaderboards, robustness and transfer included (the same bytes on any AVX2 x86-64 CPU: see scripts/synthetic_table.sh).
 synthetic-table: venv
-	OMP_NUM_THREADS=1 $(BIN)/dferbench run --model suite:paper --dataset synthetic --output results --no-leaderboard
-	OMP_NUM_THREADS=1 $(BIN)/dferbench run --model suite:paper --dataset synthetic-11 --output results --no-leaderboard
-	scripts/protocol_tables.sh results
+	scripts/synthetic_table.sh results
 	$(BIN)/dferbench leaderboard --results results --out leaderboards
 
 ## Set up and run the test suite (slow end-to-end tests included: SLOW=0 skips them).

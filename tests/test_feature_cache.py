@@ -1,5 +1,10 @@
 """The frozen-feature cache, proven by counting image-encoder calls; the cache benchmark."""
 
+import os
+import subprocess
+import sys
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -102,3 +107,55 @@ def test_writers_of_the_same_file_at_once_do_not_collide(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("interrupted")
     assert path.read_text() == "first" and [p.name for p in tmp_path.iterdir()] == ["features.npy"]
+
+
+def test_fp64_features_are_float32_cached_apart_and_leave_the_encoder_as_it_was(tmp_path):
+    ds = plugins.get("dataset", "synthetic").build({"num_clips": 35, "generator_seed": 0, "render_size": 16})
+    clips = ClipSet("synthetic", ds.split(1, "test"), ds.reader, num_frames=2, image_size=16, normalize="clip",
+                    workers=0)
+    encoder = MeanColour()
+
+    def encode(precision):
+        return calls_of(lambda: features.cached_frame_features(encoder, clips, cache_dir=tmp_path, batch_size=4,
+                                                                 device="cpu", precision=precision))
+
+    single, _ = encode("fp32")
+    double, n = encode("fp64")
+    assert n == 2 and double.dtype == single.dtype == "float32"  # its own cache entry, stored as float32
+    assert abs(double - single).max() < 1e-5
+    assert encode("fp64")[1] == 0 and encode("fp32")[1] == 0
+    assert all(p.dtype == torch.float32 for p in encoder.parameters())
+
+
+# One process's features, on whatever torch code paths its environment selects.
+FEATURES_SCRIPT = """
+import sys
+import numpy as np
+import torch
+from dferbench import ClipSet, create_clip
+from dferbench.models.features import encode_frames
+from dferbench.testing import build_dataset
+
+torch.set_num_threads(1)
+clip, _ = create_clip("dferbench-tiny", "dferbench-synthetic")  # shipped weights: random init differs by path
+ds = build_dataset("synthetic", num_clips=35)
+clips = ClipSet("synthetic", ds.split(1, "train"), ds.reader, num_frames=4, image_size=64, normalize="clip", workers=0)
+np.save(sys.argv[2], encode_frames(clip.visual, clips, batch_size=16, device="cpu", precision=sys.argv[1]))
+"""
+
+# torch's baseline kernels, MKL's vendor-neutral path, oneDNN's oldest ISA: the other code
+# paths this machine can take, standing in for another CPU's.
+OTHER_CODE_PATHS = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "SSE41"}
+
+
+def test_fp64_features_are_the_same_bits_on_other_cpu_code_paths(tmp_path):
+    """What makes linear-probe's committed synthetic rows reproducible on other CPUs: fp32
+    features differ in their last bits between these code paths, fp64 ones rounded to
+    float32 do not."""
+    outputs = []
+    for name, extra in (("native", {}), ("other", OTHER_CODE_PATHS)):
+        out = tmp_path / f"{name}.npy"
+        env = {**os.environ, "OMP_NUM_THREADS": "1", **extra}
+        subprocess.run([sys.executable, "-c", FEATURES_SCRIPT, "fp64", str(out)], env=env, check=True)
+        outputs.append(np.load(out))
+    assert outputs[0].shape[0] > 20 and np.array_equal(outputs[0], outputs[1])

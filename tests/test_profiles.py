@@ -111,6 +111,9 @@ def test_the_fallback_for_an_unknown_dataset_is_each_models_default(toy_plugin):
     probe = runner.plan("linear-probe", "toy", weights=False).config
     assert probe["data"]["normalize"] == "clip" and probe["data"]["num_frames"] == 16
     assert probe["model"]["clip_model"] == "ViT-B-32-quickgelu" and probe["data"]["image_size"] == 224
+    assert probe["model"]["feature_precision"] == "fp32"  # the paper's; the synthetic presets' fp64 is theirs
+    for synthetic in ("synthetic", "synthetic-11"):
+        assert runner.plan("linear-probe", synthetic).config["model"]["feature_precision"] == "fp64"
     assert runner.plan("dferclip", "toy", weights=False).config["data"]["normalize"] == "none"  # the authors' [0, 1]
     assert {"linear-probe", "dferclip", "coop", "zeroshot-clip"} <= set(api.models_for("toy"))
     assert runner.FALLBACK_IMAGE_SIZE == 224

@@ -327,7 +327,7 @@ def test_committed_results_keep_their_run_names_and_config_hashes():
 
 
 def test_committed_robustness_and_transfer_results_keep_their_config_hashes():
-    """The protocol results (scripts/protocol_tables.sh) too: each cell's and transfer unit's
+    """The protocol results (scripts/synthetic_table.sh) too: each cell's and transfer unit's
     hash is what its plan gives today, so a rerun resumes them instead of running them again."""
     from pathlib import Path
 

@@ -5,10 +5,16 @@ the same frames for every prompt variant, fold and seed. Per-frame features are 
 under a key made of the encoder's weights (a content hash), the clips, the frame
 sampling, the resolution, the normalisation and the device type: change any of them and
 the key changes.
+
+``precision="fp64"`` runs the encoder in float64 and rounds its output to float32. The
+float32 forward pass differs in its last bits between CPUs (other vector kernels sum in
+another order, about 3e-6 on the tiny CLIP); the float64 one differs about 1e-16, which
+rounding to float32 removes, so every machine gets the same feature bits.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +30,8 @@ from dferbench.run.progress import progress
 
 encoder_calls = 0  # batches pushed through an image encoder; tests read it
 
+PRECISIONS = {"fp32": torch.float32, "fp64": torch.float64}
+
 
 def weights_digest(module: nn.Module) -> str:
     """A content hash of a module's parameters and buffers (names, shapes, values)."""
@@ -37,15 +45,19 @@ def weights_digest(module: nn.Module) -> str:
 
 @torch.no_grad()
 def encode_frames(visual: nn.Module, clips: ClipSet, *, batch_size: int, device: str,
-                  enabled_progress: bool | None = None) -> np.ndarray:
-    """Per-frame image features ``[N, T, D]`` (not normalised), test-time sampling."""
+                  enabled_progress: bool | None = None, precision: str = "fp32") -> np.ndarray:
+    """Per-frame image features ``[N, T, D]`` (not normalised, float32), test-time
+    sampling, computed in ``precision`` (``fp32`` or ``fp64``)."""
     global encoder_calls
+    dtype = PRECISIONS[precision]
     visual.eval().to(device)
+    if dtype != torch.float32:
+        visual = copy.deepcopy(visual).to(dtype)  # the caller's encoder stays as it is
     out = []
     batches = clips.loader(train=False, batch_size=batch_size)
     for video, _, _ in progress(batches, desc="encode frames", total=len(batches), enabled=enabled_progress):
         b, t = video.shape[:2]
-        feats = visual(video.flatten(0, 1).to(device))  # [B*T, D]
+        feats = visual(video.flatten(0, 1).to(device, dtype))  # [B*T, D]
         encoder_calls += 1
         out.append(feats.float().reshape(b, t, -1).cpu().numpy())
     return np.concatenate(out)
@@ -53,16 +65,19 @@ def encode_frames(visual: nn.Module, clips: ClipSet, *, batch_size: int, device:
 
 def cached_frame_features(visual: nn.Module, clips: ClipSet, *, cache_dir: Path | None, batch_size: int,
                           device: str, weights_id: str | None = None,
-                          enabled_progress: bool | None = None) -> np.ndarray:
+                          enabled_progress: bool | None = None, precision: str = "fp32") -> np.ndarray:
     """:func:`encode_frames`, read from ``cache_dir`` when the same key was computed before."""
+    encode = dict(batch_size=batch_size, device=device, enabled_progress=enabled_progress, precision=precision)
     if cache_dir is None:
-        return encode_frames(visual, clips, batch_size=batch_size, device=device, enabled_progress=enabled_progress)
+        return encode_frames(visual, clips, **encode)
     # The device type: a GPU computes fp32 convolutions in TF32 by default.
     key = f"{weights_id or weights_digest(visual)}-{clips.fingerprint()}-{torch.device(device).type}"
+    if precision != "fp32":
+        key += f"-{precision}"
     path = Path(cache_dir) / f"{key}.npy"
     if path.exists():
         return np.load(path)
-    feats = encode_frames(visual, clips, batch_size=batch_size, device=device, enabled_progress=enabled_progress)
+    feats = encode_frames(visual, clips, **encode)
     with replacing(path) as tmp, open(tmp, "wb") as f:
         np.save(f, feats)
     return feats

@@ -36,6 +36,9 @@ LINEAR_PROBE_OPTIONS: dict[str, Any] = {
     "search_steps": Option(8, "lpclip's halving steps after the coarse sweep", ge=0),
     "max_iter": Option(1000, "L-BFGS iterations (CLIP paper / lpclip)", ge=1),
     "l2_normalize": False,  # lpclip feeds raw image features
+    "feature_precision": Option("fp32", "the frozen encoder's arithmetic; fp64 gives the same features on every "
+                                "CPU, whose last-bit differences the C search otherwise amplifies",
+                                choices=("fp32", "fp64")),
     "refit_on_full_train": True,  # CLIP_benchmark: refit on train + validation with the chosen C
     "feature_cache": FEATURE_CACHE,
 }

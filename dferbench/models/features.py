@@ -9,7 +9,8 @@ the key changes.
 ``precision="fp64"`` runs the encoder in float64 and rounds its output to float32. The
 float32 forward pass differs in its last bits between CPUs (other vector kernels sum in
 another order, about 3e-6 on the tiny CLIP); the float64 one differs about 1e-16, which
-rounding to float32 removes, so every machine gets the same feature bits.
+rounding to float32 removes but for a value within 1e-16 of a rounding boundary, so other
+machines get the same feature bits (tests/test_feature_cache.py checks other code paths).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 from dferbench.data.loader import BatchPlan, ClipSet
+from dferbench.errors import DferbenchError
 from dferbench.files import replacing
 from dferbench.run.progress import progress
 
@@ -50,6 +52,8 @@ def encode_frames(visual: nn.Module, clips: ClipSet, *, batch_size: int, device:
     sampling, computed in ``precision`` (``fp32`` or ``fp64``)."""
     global encoder_calls
     dtype = PRECISIONS[precision]
+    if dtype == torch.float64 and torch.device(device).type == "mps":
+        raise DferbenchError("Apple's mps device has no float64: set model.feature_precision=fp32 or run on cpu")
     visual.eval().to(device)
     if dtype != torch.float32:
         visual = copy.deepcopy(visual).to(dtype)  # the caller's encoder stays as it is

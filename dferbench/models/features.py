@@ -32,7 +32,7 @@ from dferbench.run.progress import progress
 
 encoder_calls = 0  # batches pushed through an image encoder; tests read it
 
-PRECISIONS = {"fp32": torch.float32, "fp64": torch.float64}
+FEATURE_DTYPES = {"fp32": torch.float32, "fp64": torch.float64}  # by feature_precision
 
 
 def weights_digest(module: nn.Module) -> str:
@@ -51,7 +51,7 @@ def encode_frames(visual: nn.Module, clips: ClipSet, *, batch_size: int, device:
     """Per-frame image features ``[N, T, D]`` (not normalised, float32), test-time
     sampling, computed in ``precision`` (``fp32`` or ``fp64``)."""
     global encoder_calls
-    dtype = PRECISIONS[precision]
+    dtype = FEATURE_DTYPES[precision]
     if dtype == torch.float64 and torch.device(device).type == "mps":
         raise DferbenchError("Apple's mps device has no float64: set model.feature_precision=fp32 or run on cpu")
     visual.eval().to(device)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -16,7 +18,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["replacing", "naming", "read_toml", "parse_toml", "tomllib"]
+__all__ = ["replacing", "naming", "signals_deferred", "read_toml", "parse_toml", "tomllib"]
 
 
 def read_toml(path: str | os.PathLike[str], *, what: str = "file") -> dict[str, Any]:
@@ -46,16 +48,18 @@ def parse_toml(text: str, source: str) -> dict[str, Any]:
         raise DferbenchError(f"{source} is not valid TOML: {exc}") from None
 
 
-def _create_temporary(path: Path) -> Path:
-    """An empty new file next to ``path``, created with the user's umask (mode 0666 less
-    the umask, as ``open`` would; ``tempfile.mkstemp`` would make it 0600)."""
-    while True:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            return tmp
-        except FileExistsError:
-            continue
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM back until the block ends: for the steps that create a file
+    and record that it must be removed, which an interruption between them would leave behind."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextlib.contextmanager
@@ -79,11 +83,17 @@ def replacing(path: str | os.PathLike[str]) -> Iterator[Path]:
     An ``OSError`` that names no file (a full disk on ``write``) is raised naming ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _create_temporary(path)
+    tmp = None
     try:
         with naming(path):
+            while tmp is None:  # created with the user's umask (mkstemp would make it 0600)
+                name = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+                with signals_deferred(), contextlib.suppress(FileExistsError):
+                    os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                    tmp = name
             yield tmp
             os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise

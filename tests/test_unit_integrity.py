@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -218,6 +219,35 @@ def test_a_lock_taken_just_before_ctrl_c_is_removed_at_exit(tmp_path):
     assert not path.exists()
     interrupted(f"lock.path.write_text({other!r})")  # broken as stale and taken by another run meanwhile
     assert path.read_text() == other  # that run's lock stays
+
+
+SIGNAL_WINDOWS = {  # the call after which the signal lands, and what the process then does
+    "lock created": ("os.open", "lock = locks.acquire(path)\nlock.release()"),
+    "lock removed": ("locks.read_lock", "lock = locks.acquire(path)\nlock.release()"),
+    "temporary created": ("os.open", "with replacing(path) as tmp:\n    tmp.write_text('x')"),
+}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("window", SIGNAL_WINDOWS)
+def test_a_signal_inside_creating_or_removing_a_file_leaves_nothing_behind(tmp_path, window, signum):
+    # the instants a run's Ctrl-C can hit: just after a lock or temporary file is created,
+    # just before a lock is removed (CI once caught the first, leaving fold2-seed1.lock)
+    call, then = SIGNAL_WINDOWS[window]
+    code = (f"import os, signal; from pathlib import Path\n"
+            f"from dferbench.cli import _on_sigterm; from dferbench.files import replacing\n"
+            f"from dferbench.run import locks\n"
+            f"signal.signal(signal.SIGTERM, _on_sigterm)\n"
+            f"real = {call}\n"
+            f"def signalling(*args, **kwargs):\n"
+            f"    out = real(*args, **kwargs)\n"
+            f"    os.kill(os.getpid(), {int(signum)})\n"
+            f"    return out\n"
+            f"{call} = signalling\n"
+            f"path = Path({str(tmp_path / 'fold2-seed1.lock')!r})\n{then}\n")
+    said = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stderr
+    assert ("KeyboardInterrupt" if signum == signal.SIGINT else "Terminated") in said, said
+    assert not list(tmp_path.iterdir())
 
 
 # ----------------------------------------------------------------- disks and modes

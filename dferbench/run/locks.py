@@ -8,7 +8,8 @@ unit ends, however it ends. The lock is JSON: ``host``, ``pid``, ``started`` (UT
 a message: its process is gone (same host), or its heartbeat stopped more than
 :data:`STALE_AFTER_S` seconds ago (any host: a preempted job on another node). A lock
 still held when the process exits (Ctrl-C or SIGTERM between taking a lock and starting
-its unit) is removed then.
+its unit) is removed then; signals wait while a lock file is created or removed, so the
+file and this process's record of it always agree.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from dferbench.files import signals_deferred
+
 HEARTBEAT_S = 60.0
 STALE_AFTER_S = 600.0
 UNREADABLE_GRACE_S = 30.0  # a lock being written is empty for an instant; one that stays so is stale
@@ -32,9 +35,10 @@ _HELD: dict[Path, dict[str, Any]] = {}  # this process's locks, by path
 
 def _remove(path: Path, holder: dict[str, Any]) -> None:
     """Remove the lock at ``path`` if it is still ``holder``'s (not broken as stale by another run)."""
-    _HELD.pop(path, None)
-    if read_lock(path) == holder:
-        path.unlink(missing_ok=True)
+    with signals_deferred():
+        if read_lock(path) == holder:
+            path.unlink(missing_ok=True)
+        _HELD.pop(path, None)
 
 
 @atexit.register
@@ -136,18 +140,26 @@ def acquire(path: Path, *, echo: Callable[[str], None] = print, heartbeat: float
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
     for _ in range(3):
+        if _create(path, holder):
+            return UnitLock(path, holder, heartbeat)
+        current = read_lock(path)
+        if current is None:
+            continue
+        reason = stale_reason(path, current, stale_after)
+        if reason is None:
+            return None
+        if _break(path, current):
+            echo(f"note  broke the stale lock {path} ({reason})")
+    return None
+
+
+def _create(path: Path, holder: dict[str, Any]) -> bool:
+    """Create the lock file at ``path`` holding ``holder``; False if one exists."""
+    with signals_deferred():
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
-            current = read_lock(path)
-            if current is None:
-                continue
-            reason = stale_reason(path, current, stale_after)
-            if reason is None:
-                return None
-            if _break(path, current):
-                echo(f"note  broke the stale lock {path} ({reason})")
-            continue
+            return False
         _HELD[path] = holder
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -156,5 +168,4 @@ def acquire(path: Path, *, echo: Callable[[str], None] = print, heartbeat: float
             _HELD.pop(path, None)
             path.unlink(missing_ok=True)
             raise
-        return UnitLock(path, holder, heartbeat)
-    return None
+    return True

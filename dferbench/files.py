@@ -48,6 +48,18 @@ def parse_toml(text: str, source: str) -> dict[str, Any]:
         raise DferbenchError(f"{source} is not valid TOML: {exc}") from None
 
 
+def _create_temporary(path: Path) -> Path:
+    """An empty new file next to ``path``, created with the user's umask (mode 0666 less
+    the umask, as ``open`` would; ``tempfile.mkstemp`` would make it 0600)."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
     """Hold Ctrl-C and SIGTERM back until the block ends: for the steps that create a file
@@ -86,11 +98,8 @@ def replacing(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = None
     try:
         with naming(path):
-            while tmp is None:  # created with the user's umask (mkstemp would make it 0600)
-                name = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-                with signals_deferred(), contextlib.suppress(FileExistsError):
-                    os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-                    tmp = name
+            with signals_deferred():  # an interruption lands after `tmp` is set, not before
+                tmp = _create_temporary(path)
             yield tmp
             os.replace(tmp, path)
     except BaseException:
